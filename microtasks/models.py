@@ -1,0 +1,234 @@
+"""The stored entities: owners, projects, batches, units, volunteers, assignments, answers, results.
+
+The database enforces what must never happen twice: one answer per volunteer per
+unit, one answer per client answer id, one consensus result per unit, one
+assignment (serving) of a unit to a volunteer.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, WriteOnlyMapped, mapped_column, relationship
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    type_annotation_map = {dict[str, Any]: JSONType, list[Any]: JSONType}
+
+
+class TaskType(str, enum.Enum):
+    """What a volunteer does with a unit."""
+
+    tagging = "tagging"
+    marking = "marking"
+
+
+class MarkingTool(str, enum.Enum):
+    circle = "circle"
+    point = "point"
+
+
+class UnitState(str, enum.Enum):
+    open = "open"
+    retired = "retired"
+
+
+class BatchState(str, enum.Enum):
+    pending = "pending"
+    processing = "processing"
+    done = "done"
+    failed = "failed"
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    return Enum(cls, native_enum=False, length=20, validate_strings=True, values_callable=lambda e: [m.value for m in e])
+
+
+class Owner(Base):
+    """A project owner, authenticated on the API by a key of which only the hash is stored."""
+
+    __tablename__ = "owner"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    projects: Mapped[list[Project]] = relationship(back_populates="owner")
+
+
+class Project(Base):
+    """A set of units of one task type, with its settings."""
+
+    __tablename__ = "project"
+    __table_args__ = (
+        CheckConstraint("redundancy >= 1", name="redundancy_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    instructions: Mapped[str] = mapped_column(Text, default="")
+    task_type: Mapped[TaskType] = mapped_column(_enum(TaskType))
+    #: Tagging: the labels a volunteer may choose from, in display order.
+    labels: Mapped[list[Any]] = mapped_column(default=list)
+    #: Tagging: several labels per answer.
+    multi_select: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Marking: circles (x, y, r) or points (x, y).
+    marking_tool: Mapped[Optional[MarkingTool]] = mapped_column(_enum(MarkingTool))
+    #: Answers wanted per unit.
+    redundancy: Mapped[int] = mapped_column(Integer, default=3)
+    #: Seconds a served unit stays reserved for its volunteer.
+    lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    owner: Mapped[Owner] = relationship(back_populates="projects")
+    batches: WriteOnlyMapped[Batch] = relationship(back_populates="project", passive_deletes=True)
+    units: WriteOnlyMapped[Unit] = relationship(back_populates="project", passive_deletes=True)
+
+
+class Batch(Base):
+    """One upload of units; its report lists what was imported and what was rejected, with reasons."""
+
+    __tablename__ = "batch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    state: Mapped[BatchState] = mapped_column(_enum(BatchState), default=BatchState.pending)
+    #: Path of the uploaded archive while it waits to be processed.
+    source_path: Mapped[Optional[str]] = mapped_column(Text)
+    imported: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    job_id: Mapped[Optional[str]] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    project: Mapped[Project] = relationship(back_populates="batches")
+
+
+class Unit(Base):
+    """One thing to look at (an image), answered by several volunteers."""
+
+    __tablename__ = "unit"
+    __table_args__ = (
+        Index("ix_unit_project_state", "project_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    batch_id: Mapped[Optional[int]] = mapped_column(ForeignKey("batch.id", ondelete="SET NULL"), index=True)
+    #: The owner's name for the unit (the file name or the manifest's ``name``).
+    external_id: Mapped[str] = mapped_column(String(255))
+    #: The owner's metadata from the manifest.
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Stored media file name (``<sha256>.<ext>``) under the media folder.
+    media: Mapped[Optional[str]] = mapped_column(String(80))
+    width: Mapped[Optional[int]] = mapped_column(Integer)
+    height: Mapped[Optional[int]] = mapped_column(Integer)
+    state: Mapped[UnitState] = mapped_column(_enum(UnitState), default=UnitState.open)
+    #: Answers stored so far (kept in step with ``answer`` rows in the same transaction).
+    answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    project: Mapped[Project] = relationship(back_populates="units")
+    answers: WriteOnlyMapped[Answer] = relationship(back_populates="unit", passive_deletes=True)
+
+
+class Volunteer(Base):
+    """An anonymous volunteer, known only by the signed token their device keeps."""
+
+    __tablename__ = "volunteer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Assignment(Base):
+    """A unit served to a volunteer: the lease that reserves one of the unit's answer slots."""
+
+    __tablename__ = "assignment"
+    __table_args__ = (UniqueConstraint("unit_id", "volunteer_id", name="uq_assignment_unit_volunteer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"), index=True)
+    served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    answered: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Answer(Base):
+    """One volunteer's answer to one unit."""
+
+    __tablename__ = "answer"
+    __table_args__ = (
+        UniqueConstraint("unit_id", "volunteer_id", name="uq_answer_unit_volunteer"),
+        UniqueConstraint("answer_uuid", name="uq_answer_answer_uuid"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Generated by the client, so that a resubmission after a lost response is harmless.
+    answer_uuid: Mapped[str] = mapped_column(String(36))
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    #: Time the volunteer spent on the unit, as the client measured it.
+    duration_ms: Mapped[Optional[int]] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    unit: Mapped[Unit] = relationship(back_populates="answers")
+
+
+class ConsensusResult(Base):
+    """The decided result of a unit, written as an upsert keyed by unit."""
+
+    __tablename__ = "consensus_result"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"), unique=True)
+    result: Mapped[dict[str, Any]] = mapped_column()
+    confidence: Mapped[float] = mapped_column(Float)
+    n_answers: Mapped[int] = mapped_column(Integer)
+    algorithm: Mapped[str] = mapped_column(String(60))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    version: Mapped[str] = mapped_column(String(20))
+    job_id: Mapped[Optional[str]] = mapped_column(String(100))
+    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,75 @@
+"""The Flask app: JSON API, volunteer pages and owner pages over the microtasks core."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, send_from_directory
+
+from microtasks.config import Settings
+from microtasks.db import session_factory
+from web.extensions import State, close_db, init_errors
+from workers.connection import connect
+
+
+def _secret_key(settings: Settings) -> str:
+    """The instance's secret, made once and kept in the instance folder (set SECRET_KEY on several machines)."""
+    path = settings.instance_dir / "secret_key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then ``MICROTASKS_*`` environment variables, then ``config``.
+
+    Settings: ``DATABASE_URL``, ``REDIS_URL``, ``INSTANCE_DIR``, ``MEDIA_DIR`` (see
+    :class:`microtasks.config.Settings`), ``SECRET_KEY``, ``MAX_CONTENT_LENGTH``.
+    """
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=512 * 1024 * 1024, JSON_SORT_KEYS=False,
+                      SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.config.from_prefixed_env("MICROTASKS")
+    if config:
+        app.config.update(config)
+    settings: Settings = app.config.get("SETTINGS") or Settings.from_env()
+    if not app.config.get("SECRET_KEY"):
+        import os
+
+        app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or _secret_key(settings)
+    app.extensions["microtasks"] = State(
+        settings=settings,
+        sessions=session_factory(settings.database_url),
+        redis=app.config.get("REDIS") or connect(settings),
+    )
+    app.teardown_appcontext(close_db)
+    init_errors(app)
+
+    from web import api, owner, volunteer
+
+    api.init_app(app)
+    app.register_blueprint(volunteer.bp)
+    app.register_blueprint(owner.bp)
+
+    @app.get("/media/<name>", endpoint="media")
+    def media(name: str):  # type: ignore[no-untyped-def]
+        response = send_from_directory(Path(settings.media_dir), name, max_age=365 * 86400)
+        response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return response
+
+    @app.after_request
+    def security_headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
+        return response
+
+    return app

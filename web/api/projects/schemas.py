@@ -1,0 +1,60 @@
+"""Schemas of the owner API: projects, batches, exports."""
+
+from __future__ import annotations
+
+from flask_smorest.fields import Upload
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from microtasks.exporting import FORMATS, KINDS
+
+
+class ProgressSchema(Schema):
+    units = fields.Integer()
+    open = fields.Integer()
+    retired = fields.Integer()
+    answers = fields.Integer()
+    results = fields.Integer()
+
+
+class ProjectSchema(Schema):
+    id = fields.Integer(dump_only=True)
+    slug = fields.String(validate=validate.Regexp(r"^[a-z0-9][a-z0-9-]{0,79}$",
+                                                  error="Use lower-case letters, digits and dashes."))
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(load_default="", validate=validate.Length(max=10_000))
+    instructions = fields.String(load_default="", validate=validate.Length(max=10_000))
+    task_type = fields.String(required=True, validate=validate.OneOf(["tagging", "marking"]))
+    labels = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
+                         load_default=list, validate=validate.Length(max=50))
+    multi_select = fields.Boolean(load_default=False)
+    marking_tool = fields.String(allow_none=True, validate=validate.OneOf(["circle", "point"]))
+    redundancy = fields.Integer(load_default=3, validate=validate.Range(min=1, max=100))
+    lease_seconds = fields.Integer(load_default=600, validate=validate.Range(min=30, max=86_400))
+    created_at = fields.DateTime(dump_only=True)
+    progress = fields.Nested(ProgressSchema, dump_only=True)
+
+    @validates_schema
+    def _marking_fields(self, data: dict, **_: object) -> None:
+        if data.get("task_type") == "marking" and data.get("multi_select"):
+            raise ValidationError("'multi_select' is only for tagging projects.", "multi_select")
+
+
+class BatchSchema(Schema):
+    id = fields.Integer()
+    project_id = fields.Integer()
+    name = fields.String()
+    state = fields.Function(lambda batch: batch.state.value)
+    imported = fields.Integer()
+    rejected = fields.List(fields.Dict(), metadata={"description": "Files not imported, with the reason."})
+    error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class UploadSchema(Schema):
+    file = Upload(required=True, metadata={"description": "A ZIP of images with an optional manifest."})
+
+
+class ExportArgs(Schema):
+    kind = fields.String(load_default="consensus", validate=validate.OneOf(KINDS))
+    format = fields.String(load_default="csv", validate=validate.OneOf(FORMATS))

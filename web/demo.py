@@ -1,0 +1,84 @@
+"""The demo: two generated projects (tagging and crater marking), and simulated volunteers to fill them."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import uuid
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from fixtures import demo as fixtures
+from microtasks.answers import submit_answer
+from microtasks.config import Settings
+from microtasks.db import session_factory
+from microtasks.importing import import_batch
+from microtasks.models import Batch, BatchState, Project
+from microtasks.projects import create_owner, create_project
+from microtasks.scheduling import next_unit
+from microtasks.volunteers import create_volunteer
+from workers.connection import connect, enqueue_consensus
+
+DEMO_FILE = "demo.json"
+
+
+def load_demo(settings: Settings) -> str:
+    """Create the demo owner and projects once; return the owner's API key."""
+    state_file = settings.instance_dir / DEMO_FILE
+    if state_file.exists():
+        return json.loads(state_file.read_text())["api_key"]
+    truth: dict[str, dict] = {}
+    with session_factory(settings.database_url)() as session, tempfile.TemporaryDirectory() as tmp:
+        owner, key = create_owner(session, "Demo owner")
+        makers = ((fixtures.TAGGING_PROJECT, fixtures.make_tagging_archive),
+                  (fixtures.CRATER_PROJECT, fixtures.make_crater_archive))
+        for settings_dict, make_archive in makers:
+            project = create_project(session, owner, settings_dict)
+            archive = Path(tmp) / f"{project.slug}.zip"
+            truth[project.slug] = make_archive(archive)
+            batch = Batch(project_id=project.id, name=archive.name, state=BatchState.processing)
+            session.add(batch)
+            session.flush()
+            import_batch(session, project, batch, archive, settings.media_dir)
+            batch.state = BatchState.done
+        session.commit()
+    state_file.parent.mkdir(parents=True, exist_ok=True)
+    state_file.write_text(json.dumps({"api_key": key, "truth": truth}))
+    state_file.chmod(0o600)
+    return key
+
+
+def demo_truth(settings: Settings, slug: str) -> dict | None:
+    state_file = settings.instance_dir / DEMO_FILE
+    if not state_file.exists():
+        return None
+    return json.loads(state_file.read_text())["truth"].get(slug)
+
+
+def simulate_volunteers(settings: Settings, slug: str, volunteers: int = 3, seed: int = 0) -> int:
+    """Simulated volunteers of varied skill answer the open units of a demo project, through the real path."""
+    truth = demo_truth(settings, slug)
+    if truth is None:
+        raise ValueError(f"{slug!r} is not a demo project: no simulated truth for it.")
+    rng = np.random.default_rng(seed)
+    redis = connect(settings)
+    answered = 0
+    with session_factory(settings.database_url)() as session:
+        project = session.scalars(select(Project).where(Project.slug == slug)).one()
+        spec = fixtures.TAGGING_PROJECT if project.task_type.value == "tagging" else fixtures.CRATER_PROJECT
+        for _ in range(volunteers):
+            volunteer = create_volunteer(session)
+            skill = float(rng.uniform(0.65, 0.95))
+            while (served := next_unit(session, project, volunteer)) is not None:
+                unit, _ = served
+                payload = fixtures.simulate_answer(spec, truth[unit.external_id], rng, width=unit.width,
+                                                   height=unit.height, skill=skill)
+                submission = submit_answer(session, volunteer, unit.id, str(uuid.uuid4()), payload,
+                                           int(rng.integers(2000, 20000)))
+                session.commit()
+                answered += 1
+                if submission.completed_unit:
+                    enqueue_consensus(redis, unit.id, unit.answer_count)
+    return answered

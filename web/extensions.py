@@ -1,0 +1,68 @@
+"""Per-app state (database sessions, Redis) and the JSON error shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import Flask, current_app, g, jsonify, request
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
+
+from microtasks.config import Settings
+from microtasks.errors import MicrotasksError
+
+
+@dataclass
+class State:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    redis: "redis.Redis"
+
+
+def state() -> State:
+    return current_app.extensions["microtasks"]
+
+
+def db() -> Session:
+    """The request's session; the view commits, teardown closes (rolling back what was not committed)."""
+    if "db" not in g:
+        g.db = state().sessions()
+    return g.db
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    session = g.pop("db", None)
+    if session is not None:
+        session.close()
+
+
+def error_body(code: int, message: str, errors: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape of the API, the same as flask-smorest's own."""
+    from http import HTTPStatus
+
+    body: dict[str, Any] = {"code": code, "status": HTTPStatus(code).phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def init_errors(app: Flask) -> None:
+    @app.errorhandler(MicrotasksError)
+    def domain_error(error: MicrotasksError):  # type: ignore[no-untyped-def]
+        return jsonify(error_body(error.status, error.message, {"json": error.errors} if error.errors else None)), \
+            error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):  # type: ignore[no-untyped-def]
+        if not request.path.startswith("/api/"):
+            return error
+        code = error.code or 500
+        data = getattr(error, "data", {}) or {}
+        message = data.get("message") or error.description or ""
+        response = jsonify(error_body(code, message, data.get("messages") or data.get("errors")))
+        for name, value in (error.get_headers() if hasattr(error, "get_headers") else []):
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response, code

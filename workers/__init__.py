@@ -1,0 +1,1 @@
+"""RQ jobs and the worker process. Jobs take ids, open their own session and commit."""

