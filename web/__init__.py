@@ -47,11 +47,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         redis=app.config.get("REDIS") or connect(settings),
     )
     app.teardown_appcontext(close_db)
-    init_errors(app)
 
     from web import api, owner, volunteer
 
     api.init_app(app)
+    init_errors(app)  # after the Api, whose own handler would otherwise drop our messages
     app.register_blueprint(volunteer.bp)
     app.register_blueprint(owner.bp)
 
