@@ -145,6 +145,7 @@ def worker(burst: bool) -> None:
     from rq import Worker
     from rq.serializers import JSONSerializer
 
+    import workers.jobs  # noqa: F401  loaded once here, so each forked job starts warm
     from workers.connection import QUEUES, connect
 
     settings = _settings()
