@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from microtasks.errors import ValidationError
 from microtasks.models import Batch, Project, Unit
+from microtasks.tasktypes import spec_for, validate_answer
 
 #: Formats a unit's image may have, and the extension it is stored under.
 FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -192,6 +193,29 @@ def store_image(data: bytes, media_dir: Path) -> StoredImage:
     return StoredImage(media=media, width=upright.width, height=upright.height)
 
 
+def parse_gold(project: Project, known: Any, image: StoredImage) -> dict[str, Any]:
+    """A manifest's ``gold`` value as a checked answer payload.
+
+    Tagging: the label (several separated by ``;`` for multi-label projects). Marking: a
+    JSON list of marks such as ``[{"x": 10, "y": 20, "r": 5}]`` (``[]`` when nothing is there).
+    Any task type also takes the answer payload itself, as JSON.
+    """
+    spec = spec_for(project, image.width, image.height)
+    if isinstance(known, str):
+        text = known.strip()
+        if text.startswith(("{", "[")):
+            try:
+                known = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise ValidationError(f"not valid JSON ({error.msg})", field="gold") from None
+        elif project.task_type.value == "tagging":
+            known = {"labels": [t.strip() for t in text.split(";") if t.strip()]} if project.multi_select \
+                else {"label": text}
+    if isinstance(known, list):
+        known = {"marks": known} if project.task_type.value == "marking" else {"labels": known}
+    return validate_answer(spec, known)
+
+
 def _entries(source: Source, report: ImportReport) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """``(file, unit name, metadata)`` for each entry to import; unusable ones go to the report."""
     names = {}
@@ -236,13 +260,18 @@ def import_batch(session: Session, project: Project, batch: Batch, path: Path, m
     report = ImportReport()
     try:
         for name, unit_name, metadata in _entries(source, report):
+            known = metadata.pop("gold", None)
             try:
                 stored = store_image(source.read(name), media_dir)
+                gold = None if known in (None, "") else parse_gold(project, known, stored)
             except (ValueError, KeyError) as error:
                 report.reject(name, str(error))
                 continue
+            except ValidationError as error:
+                report.reject(name, f"gold answer: {error.message}")
+                continue
             unit = Unit(project_id=project.id, batch_id=batch.id, external_id=unit_name[:255], data=metadata,
-                        media=stored.media, width=stored.width, height=stored.height)
+                        media=stored.media, width=stored.width, height=stored.height, gold=gold)
             session.add(unit)
             report.imported.append(unit)
     finally:

@@ -30,6 +30,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, WriteOnlyMapped, mapped_column, relationship
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+#: For nullable JSON columns: Python None is SQL NULL, not the JSON value null.
+NullableJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 def utcnow() -> datetime:
@@ -64,6 +66,19 @@ class MarkingTool(str, enum.Enum):
 class UnitState(str, enum.Enum):
     open = "open"
     retired = "retired"
+
+
+class Strategy(str, enum.Enum):
+    """The order in which a project's units are served."""
+
+    #: Finish started units first, so results arrive early.
+    depth_first = "depth_first"
+    #: Spread answers evenly over all units.
+    breadth_first = "breadth_first"
+    #: Any open unit, in a fixed random order.
+    random = "random"
+    #: The owner's priority first (higher first), then depth-first.
+    priority = "priority"
 
 
 class BatchState(str, enum.Enum):
@@ -111,8 +126,15 @@ class Project(Base):
     multi_select: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Marking: circles (x, y, r) or points (x, y).
     marking_tool: Mapped[Optional[MarkingTool]] = mapped_column(_enum(MarkingTool))
-    #: Answers wanted per unit.
+    #: Answers wanted per unit (a unit may override it).
     redundancy: Mapped[int] = mapped_column(Integer, default=3)
+    #: The most answers consensus may ask for on a unit whose volunteers disagree.
+    max_redundancy: Mapped[int] = mapped_column(Integer, default=10)
+    strategy: Mapped[Strategy] = mapped_column(_enum(Strategy), default=Strategy.depth_first)
+    #: Share of gold units among a new volunteer's first ``gold_warmup`` units, then ``gold_rate``.
+    gold_warmup_rate: Mapped[float] = mapped_column(Float, default=0.4)
+    gold_warmup: Mapped[int] = mapped_column(Integer, default=20)
+    gold_rate: Mapped[float] = mapped_column(Float, default=0.1)
     #: Seconds a served unit stays reserved for its volunteer.
     lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -163,8 +185,14 @@ class Unit(Base):
     width: Mapped[Optional[int]] = mapped_column(Integer)
     height: Mapped[Optional[int]] = mapped_column(Integer)
     state: Mapped[UnitState] = mapped_column(_enum(UnitState), default=UnitState.open)
-    #: Answers stored so far (kept in step with ``answer`` rows in the same transaction).
+    #: Counted answers so far (kept in step with ``answer`` rows in the same transaction).
     answer_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Answers wanted for this unit, when it differs from the project's redundancy.
+    redundancy: Mapped[Optional[int]] = mapped_column(Integer)
+    #: Served first under the priority strategy (higher first).
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    #: The known answer of a gold unit (None for ordinary units), in answer-payload form.
+    gold: Mapped[Optional[dict[str, Any]]] = mapped_column(NullableJSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     project: Mapped[Project] = relationship(back_populates="units")
@@ -192,7 +220,6 @@ class Assignment(Base):
     volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"), index=True)
     served_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
-    answered: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Answer(Base):
@@ -212,6 +239,10 @@ class Answer(Base):
     payload: Mapped[dict[str, Any]] = mapped_column()
     #: Time the volunteer spent on the unit, as the client measured it.
     duration_ms: Mapped[Optional[int]] = mapped_column(Integer)
+    #: False for answers the unit no longer needed (a late answer after its lease expired) and for gold.
+    counted: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: For an answer to a gold unit: its agreement with the known answer, from 0 to 1.
+    gold_score: Mapped[Optional[float]] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     unit: Mapped[Unit] = relationship(back_populates="answers")

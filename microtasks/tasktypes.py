@@ -34,6 +34,18 @@ class TaskSpec:
     height: int | None = None
 
 
+def spec_for(project: Any, width: int | None, height: int | None) -> TaskSpec:
+    """The task spec of a project (a :class:`~microtasks.models.Project`) for an image of the given size."""
+    return TaskSpec(
+        task_type=project.task_type.value,
+        labels=tuple(project.labels),
+        multi_select=project.multi_select,
+        marking_tool=project.marking_tool.value if project.marking_tool else None,
+        width=width,
+        height=height,
+    )
+
+
 def validate_answer(spec: TaskSpec, payload: Any) -> dict[str, Any]:
     """Return the answer in canonical form, or raise :class:`ValidationError` naming the bad field."""
     if not isinstance(payload, dict):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from microtasks.models import Volunteer
@@ -16,6 +15,3 @@ def create_volunteer(session: Session) -> Volunteer:
     session.flush()
     return volunteer
 
-
-def volunteer_by_public_id(session: Session, public_id: str) -> Volunteer | None:
-    return session.scalars(select(Volunteer).where(Volunteer.public_id == public_id)).first()

@@ -10,6 +10,7 @@ from flask import Flask, send_from_directory
 
 from microtasks.config import Settings
 from microtasks.db import session_factory
+from microtasks.serving import Dispatcher
 from web.extensions import State, close_db, init_errors
 from workers.connection import connect
 
@@ -41,11 +42,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         import os
 
         app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or _secret_key(settings)
-    app.extensions["microtasks"] = State(
-        settings=settings,
-        sessions=session_factory(settings.database_url),
-        redis=app.config.get("REDIS") or connect(settings),
-    )
+    redis = app.config.get("REDIS") or connect(settings)
+    app.extensions["microtasks"] = State(settings=settings, sessions=session_factory(settings.database_url),
+                                         redis=redis, dispatcher=Dispatcher(redis))
     app.teardown_appcontext(close_db)
 
     from web import api, owner, volunteer

@@ -10,7 +10,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from microtasks.models import Owner, Volunteer
 from microtasks.projects import owner_for_key
-from microtasks.volunteers import create_volunteer, volunteer_by_public_id
+from microtasks.volunteers import create_volunteer
 from web.extensions import db
 
 VOLUNTEER_COOKIE = "mt_volunteer"
@@ -44,34 +44,37 @@ def _signer() -> URLSafeSerializer:
 
 
 def volunteer_token(volunteer: Volunteer) -> str:
-    return _signer().dumps(volunteer.public_id)
+    """A signed token naming the volunteer; it needs no database look-up to check."""
+    return _signer().dumps([volunteer.id, volunteer.public_id])
 
 
-def volunteer_from_token(token: str) -> Volunteer | None:
+def volunteer_id_from_token(token: str) -> int | None:
     try:
-        public_id = _signer().loads(token)
+        value = _signer().loads(token)
     except BadSignature:
         return None
-    return volunteer_by_public_id(db(), public_id) if isinstance(public_id, str) else None
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], int):
+        return value[0]
+    return None
 
 
-def current_volunteer(required: bool = True) -> Volunteer | None:
-    """The volunteer named by the request's token (header for API clients, cookie for pages)."""
+def current_volunteer_id(required: bool = True) -> int | None:
+    """The id of the volunteer named by the request's token (header for API clients, cookie for pages)."""
     token = request.headers.get(VOLUNTEER_HEADER) or request.cookies.get(VOLUNTEER_COOKIE)
     if not token:
         if required:
             abort(401, description=f"A volunteer token is required (header {VOLUNTEER_HEADER}); "
                                    "get one from POST /api/v1/volunteers.")
         return None
-    volunteer = volunteer_from_token(token)
-    if volunteer is None and required:
+    volunteer_id = volunteer_id_from_token(token)
+    if volunteer_id is None and required:
         abort(401, description="The volunteer token is invalid or was tampered with; get a new one.")
-    return volunteer
+    return volunteer_id
 
 
 def ensure_volunteer_cookie(response: Any) -> Any:
     """Pages give a new visitor an anonymous volunteer identity at once: no sign-up to start."""
-    if current_volunteer(required=False) is None:
+    if current_volunteer_id(required=False) is None:
         volunteer = create_volunteer(db())
         db().commit()
         response.set_cookie(VOLUNTEER_COOKIE, volunteer_token(volunteer), max_age=5 * 365 * 86400,

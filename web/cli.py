@@ -93,6 +93,8 @@ def create_project_command(owner_key: str, settings_file: Path) -> None:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 def import_command(slug: str, path: Path) -> None:
     from microtasks.importing import import_batch
+    from microtasks.serving import Dispatcher
+    from workers.connection import connect
 
     settings = _settings()
     with session_factory(settings.database_url)() as session:
@@ -107,6 +109,7 @@ def import_command(slug: str, path: Path) -> None:
             raise click.ClickException(error.message) from None
         batch.state = BatchState.done
         session.commit()
+        Dispatcher(connect(settings)).invalidate(project.id)
     for rejected in report.rejected:
         click.echo(f"rejected: {rejected['name']}: {rejected['reason']}", err=True)
     click.echo(f"Imported {len(report.imported)} units into {slug!r}; {len(report.rejected)} rejected.")

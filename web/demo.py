@@ -11,15 +11,15 @@ import numpy as np
 from sqlalchemy import select
 
 from fixtures import demo as fixtures
-from microtasks.answers import submit_answer
+from microtasks.answers import AnswerIn, submit_answers
 from microtasks.config import Settings
 from microtasks.db import session_factory
 from microtasks.importing import import_batch
-from microtasks.models import Batch, BatchState, Project
+from microtasks.models import Batch, BatchState, Project, Unit
 from microtasks.projects import create_owner, create_project
-from microtasks.scheduling import next_unit
+from microtasks.serving import Dispatcher
 from microtasks.volunteers import create_volunteer
-from workers.connection import connect, enqueue_consensus
+from workers.connection import after_answers, connect
 
 DEMO_FILE = "demo.json"
 
@@ -68,17 +68,20 @@ def simulate_volunteers(settings: Settings, slug: str, volunteers: int = 3, seed
     with session_factory(settings.database_url)() as session:
         project = session.scalars(select(Project).where(Project.slug == slug)).one()
         spec = fixtures.TAGGING_PROJECT if project.task_type.value == "tagging" else fixtures.CRATER_PROJECT
+        dispatcher = Dispatcher(redis)
         for _ in range(volunteers):
             volunteer = create_volunteer(session)
             skill = float(rng.uniform(0.65, 0.95))
-            while (served := next_unit(session, project, volunteer)) is not None:
-                unit, _ = served
-                payload = fixtures.simulate_answer(spec, truth[unit.external_id], rng, width=unit.width,
-                                                   height=unit.height, skill=skill)
-                submission = submit_answer(session, volunteer, unit.id, str(uuid.uuid4()), payload,
-                                           int(rng.integers(2000, 20000)))
+            while leases := dispatcher.lease(session, project, volunteer.id, count=5):
                 session.commit()
-                answered += 1
-                if submission.completed_unit:
-                    enqueue_consensus(redis, unit.id, unit.answer_count)
+                items = []
+                for lease in leases:
+                    unit = session.get(Unit, lease.unit_id)
+                    payload = fixtures.simulate_answer(spec, truth[unit.external_id], rng, width=unit.width, height=unit.height,
+                                                       skill=skill)
+                    items.append(AnswerIn(unit.id, str(uuid.uuid4()), payload, int(rng.integers(2000, 20000))))
+                outcomes = submit_answers(session, volunteer.id, items)
+                session.commit()
+                after_answers(redis, dispatcher, volunteer.id, outcomes)
+                answered += len(items)
     return answered

@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from microtasks.config import Settings
 from microtasks.errors import MicrotasksError
+from microtasks.serving import Dispatcher
 
 
 @dataclass
@@ -19,6 +20,7 @@ class State:
     settings: Settings
     sessions: sessionmaker[Session]
     redis: "redis.Redis"
+    dispatcher: Dispatcher
 
 
 def state() -> State:

@@ -9,7 +9,10 @@ from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 from rq.serializers import JSONSerializer
 
+from microtasks.answers import Submission
 from microtasks.config import Settings
+from microtasks.errors import MicrotasksError
+from microtasks.serving import Dispatcher
 
 #: Queues in the order a worker serves them.
 QUEUES = ("consensus", "imports", "default")
@@ -62,3 +65,15 @@ def enqueue_consensus(connection: "redis.Redis", unit_id: int, n_answers: int) -
 
 def enqueue_import(connection: "redis.Redis", batch_id: int) -> str:
     return enqueue_unique(connection, "imports", "workers.jobs.import_batch", f"import-{batch_id}", batch_id)
+
+
+def after_answers(connection: "redis.Redis", dispatcher: Dispatcher, volunteer_id: int,
+                  outcomes: list[Submission | MicrotasksError]) -> None:
+    """Once answers are committed: end their leases in the serving cache, queue consensus for completed units."""
+    for outcome in outcomes:
+        if isinstance(outcome, Submission) and outcome.created and outcome.answer.unit.gold is None:
+            unit = outcome.answer.unit
+            dispatcher.answered(unit.project_id, unit.id, volunteer_id, outcome.answer_count,
+                                retired=outcome.completed_unit or outcome.answer_count is None)
+            if outcome.completed_unit:
+                enqueue_consensus(connection, unit.id, outcome.answer_count or 0)

@@ -18,6 +18,8 @@ from microtasks.config import Settings
 from microtasks.db import session_factory
 from microtasks.errors import ValidationError
 from microtasks.models import Batch, BatchState, utcnow
+from microtasks.serving import Dispatcher
+from workers.connection import connect
 
 
 @contextmanager
@@ -60,6 +62,7 @@ def import_batch(batch_id: int) -> dict:
             return {"batch_id": batch_id, "error": error.message}
         batch.state, batch.finished_at = BatchState.done, utcnow()
         session.commit()
+        Dispatcher(connect(settings)).invalidate(batch.project_id)
         source.unlink(missing_ok=True)
         return {"batch_id": batch_id, "imported": len(report.imported), "rejected": len(report.rejected)}
 

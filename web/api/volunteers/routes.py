@@ -1,21 +1,31 @@
-"""Volunteer API: an anonymous identity, the next unit, and answers."""
+"""Volunteer API: an anonymous identity, the next units, and answers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from sqlalchemy import select
 
-from microtasks.answers import submit_answer
+from microtasks.answers import AnswerIn, Submission, submit_answers
+from microtasks.errors import MicrotasksError
+from microtasks.models import Unit
 from microtasks.projects import get_project
-from microtasks.scheduling import next_unit
 from microtasks.volunteers import create_volunteer
-from web.api.volunteers.schemas import AnswerInSchema, AnswerOutSchema, NextUnitSchema, VolunteerTokenSchema
-from web.auth import current_volunteer, volunteer_token
+from web.api.volunteers.schemas import (
+    AnswerBatchInSchema,
+    AnswerBatchOutSchema,
+    AnswerInSchema,
+    AnswerOutSchema,
+    NextArgs,
+    NextUnitSchema,
+    VolunteerTokenSchema,
+)
+from web.auth import current_volunteer_id, volunteer_token
 from web.extensions import db, state
-from workers.connection import enqueue_consensus
+from workers.connection import after_answers
 
 blp = Blueprint("volunteers", __name__, description="Anonymous volunteers: units to answer, and answers.")
 
@@ -33,22 +43,33 @@ class Volunteers(MethodView):
 @blp.route("/projects/<int:project_id>/next")
 class NextUnit(MethodView):
     @blp.doc(security=[{"VolunteerToken": []}])
+    @blp.arguments(NextArgs, location="query")
     @blp.response(200, NextUnitSchema)
-    def post(self, project_id: int) -> dict[str, Any]:
-        """Lease the next unit to answer (never one you were served before)"""
-        volunteer = current_volunteer()
-        project = get_project(db(), project_id)
-        served = next_unit(db(), project, volunteer)
-        db().commit()
-        if served is None:
-            return {"unit": None, "lease_expires_at": None,
+    def post(self, args: dict[str, int], project_id: int) -> dict[str, Any]:
+        """Lease the next units to answer: never one you were served before, never a retired one"""
+        volunteer_id = current_volunteer_id()
+        session = db()
+        project = get_project(session, project_id)
+        leases = state().dispatcher.lease(session, project, volunteer_id, args["count"])
+        media = {row.id: row for row in session.execute(
+            select(Unit.id, Unit.media, Unit.width, Unit.height).where(Unit.id.in_([x.unit_id for x in leases])))}
+        session.commit()
+        units = [{"id": lease.unit_id, "project_id": project_id, "width": media[lease.unit_id].width,
+                  "height": media[lease.unit_id].height, "lease_expires_at": lease.expires_at,
+                  "media_url": url_for("media", name=media[lease.unit_id].media)} for lease in leases]
+        if not units:
+            return {"unit": None, "units": [], "lease_expires_at": None,
                     "message": "Nothing left to do in this project for you. Thank you!"}
-        unit, assignment = served
-        return {
-            "unit": {"id": unit.id, "project_id": unit.project_id, "width": unit.width, "height": unit.height,
-                     "media_url": url_for("media", name=unit.media)},
-            "lease_expires_at": assignment.expires_at,
-        }
+        return {"unit": units[0], "units": units, "lease_expires_at": units[0]["lease_expires_at"]}
+
+
+def _store(items: Sequence[AnswerIn]) -> list[Submission | MicrotasksError]:
+    """Store answers, commit, then update the serving cache and queue consensus for completed units."""
+    volunteer_id = current_volunteer_id()
+    outcomes = submit_answers(db(), volunteer_id, items)
+    db().commit()
+    after_answers(state().redis, state().dispatcher, volunteer_id, outcomes)
+    return outcomes
 
 
 @blp.route("/units/<int:unit_id>/answers")
@@ -59,13 +80,30 @@ class Answers(MethodView):
     @blp.alt_response(200, schema=AnswerOutSchema, description="This answer id was already stored: nothing new.")
     def post(self, answer: dict[str, Any], unit_id: int) -> tuple[dict[str, Any], int]:
         """Submit an answer to a unit you were served"""
-        volunteer = current_volunteer()
-        submission = submit_answer(db(), volunteer, unit_id, str(answer["answer_id"]), answer["payload"],
-                                   answer["duration_ms"])
-        db().commit()
-        if submission.completed_unit:
-            enqueue_consensus(state().redis, unit_id, submission.answer.unit.answer_count)
-        body = {"answer_id": submission.answer.answer_uuid, "unit_id": unit_id,
-                "payload": submission.answer.payload, "created": submission.created,
-                "unit_complete": submission.completed_unit}
-        return body, 201 if submission.created else 200
+        outcome = _store([AnswerIn(unit_id, str(answer["answer_id"]), answer["payload"], answer["duration_ms"])])[0]
+        if isinstance(outcome, MicrotasksError):
+            raise outcome
+        body = {"answer_id": outcome.answer.answer_uuid, "unit_id": unit_id, "payload": outcome.answer.payload,
+                "created": outcome.created, "unit_complete": outcome.completed_unit}
+        return body, 201 if outcome.created else 200
+
+
+@blp.route("/answers")
+class AnswerBatch(MethodView):
+    @blp.doc(security=[{"VolunteerToken": []}])
+    @blp.arguments(AnswerBatchInSchema)
+    @blp.response(200, AnswerBatchOutSchema)
+    def post(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Submit several answers at once (an app sending what it queued offline); each stands alone"""
+        items = [AnswerIn(a["unit_id"], str(a["answer_id"]), a["payload"], a["duration_ms"]) for a in body["answers"]]
+        results = []
+        for item, outcome in zip(items, _store(items)):
+            if isinstance(outcome, MicrotasksError):
+                results.append({"status": outcome.status, "answer_id": item.answer_id, "unit_id": item.unit_id,
+                                "created": False, "unit_complete": False, "message": outcome.message,
+                                "errors": outcome.errors})
+            else:
+                results.append({"status": 201 if outcome.created else 200, "answer_id": outcome.answer.answer_uuid,
+                                "unit_id": item.unit_id, "created": outcome.created,
+                                "unit_complete": outcome.completed_unit})
+        return {"results": results}

@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from microtasks.serving import MAX_BATCH
+
 
 class VolunteerTokenSchema(Schema):
     id = fields.String(metadata={"description": "The volunteer's pseudonymous id."})
     token = fields.String(metadata={"description": "Send it back in the X-Volunteer-Token header."})
+
+
+class NextArgs(Schema):
+    count = fields.Integer(load_default=1, validate=validate.Range(min=1, max=MAX_BATCH), metadata={
+        "description": "How many units to lease at once (an app that fetches ahead asks for a few)."})
 
 
 class ServedUnitSchema(Schema):
@@ -16,11 +23,14 @@ class ServedUnitSchema(Schema):
     media_url = fields.String()
     width = fields.Integer()
     height = fields.Integer()
+    lease_expires_at = fields.DateTime()
 
 
 class NextUnitSchema(Schema):
     unit = fields.Nested(ServedUnitSchema, allow_none=True,
-                         metadata={"description": "Null when the project has nothing left for this volunteer."})
+                         metadata={"description": "The first unit; null when nothing is left for this volunteer."})
+    units = fields.List(fields.Nested(ServedUnitSchema), metadata={
+        "description": "Every unit leased by this call (your unanswered live leases first)."})
     lease_expires_at = fields.DateTime(allow_none=True)
     message = fields.String(allow_none=True)
 
@@ -33,9 +43,32 @@ class AnswerInSchema(Schema):
                                  validate=validate.Range(min=0, max=86_400_000))
 
 
+class BatchAnswerInSchema(AnswerInSchema):
+    unit_id = fields.Integer(required=True)
+
+
+class AnswerBatchInSchema(Schema):
+    answers = fields.List(fields.Nested(BatchAnswerInSchema), required=True,
+                          validate=validate.Length(min=1, max=MAX_BATCH))
+
+
 class AnswerOutSchema(Schema):
     answer_id = fields.String()
     unit_id = fields.Integer()
     payload = fields.Dict()
     created = fields.Boolean(metadata={"description": "False when this answer id had already been stored."})
     unit_complete = fields.Boolean(metadata={"description": "True when this answer completed the unit."})
+
+
+class AnswerResultSchema(Schema):
+    status = fields.Integer(metadata={"description": "201 stored, 200 already stored, or the 4xx of its error."})
+    answer_id = fields.String(allow_none=True)
+    unit_id = fields.Integer()
+    created = fields.Boolean()
+    unit_complete = fields.Boolean()
+    message = fields.String(allow_none=True)
+    errors = fields.Dict(allow_none=True)
+
+
+class AnswerBatchOutSchema(Schema):
+    results = fields.List(fields.Nested(AnswerResultSchema))
