@@ -298,3 +298,27 @@ def test_every_api_route_is_in_the_openapi_document(app, client):
               for rule in app.url_map.iter_rules() if str(rule).startswith("/api/v1")}
     assert served == documented
     assert json.dumps(spec)  # serialisable
+
+
+def test_a_volunteer_over_the_rate_limit_gets_a_429_with_retry_after(settings, redis_db, session_maker):
+    """Past its limit a volunteer token gets a JSON 429 saying when to come back."""
+    from web import create_app
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "s", "SETTINGS": settings, "REDIS": redis_db,
+                      "RATELIMIT_VOLUNTEER": "2/minute"})
+    client = app.test_client()
+    headers = {"X-Volunteer-Token": client.post("/api/v1/volunteers").get_json()["token"]}
+    replies = [client.post("/api/v1/projects/999/next", headers=headers) for _ in range(3)]
+    assert [r.status_code for r in replies] == [404, 404, 429]
+    assert replies[2].get_json()["code"] == 429 and int(replies[2].headers["Retry-After"]) > 0
+
+
+def test_an_oversized_body_is_a_413_json_error(settings, redis_db, session_maker):
+    """A request body over the configured maximum is refused with a JSON 413."""
+    from web import create_app
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "s", "SETTINGS": settings, "REDIS": redis_db,
+                      "MAX_CONTENT_LENGTH": 1000})
+    reply = app.test_client().post("/api/v1/units/1/answers", data=b"x" * 5000,
+                                   headers={"Content-Type": "application/json"})
+    assert reply.status_code == 413 and reply.get_json()["code"] == 413

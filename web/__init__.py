@@ -47,10 +47,12 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                          redis=redis, dispatcher=Dispatcher(redis))
     app.teardown_appcontext(close_db)
 
-    from web import api, owner, volunteer
+    from web import api, limits, owner, volunteer
+    from web.api.volunteers.routes import blp as volunteers_blp
 
     api.init_app(app)
-    init_errors(app)  # after the Api, whose own handler would otherwise drop our messages
+    init_errors(app)
+    limits.init_app(app, (volunteers_blp,))  # after the Api, whose own handler would otherwise drop our messages
     app.register_blueprint(volunteer.bp)
     app.register_blueprint(owner.bp)
 

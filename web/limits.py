@@ -1,0 +1,43 @@
+"""Rate limits (Flask-Limiter on the app's Redis): per volunteer token and per hashed address.
+
+Raw IP addresses are never stored: the limiter's key for an address is an HMAC of it
+under a key derived from the app's secret and the current day, so it rotates daily and
+cannot be reversed or linked across days.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import date
+
+from flask import Blueprint, Flask, current_app, request
+from flask_limiter import Limiter
+
+def address_key() -> str:
+    day_key = hmac.new(current_app.secret_key.encode(), f"address:{date.today().isoformat()}".encode(),
+                       hashlib.sha256).digest()
+    return "a:" + hmac.new(day_key, (request.remote_addr or "").encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def volunteer_key() -> str:
+    from web.auth import VOLUNTEER_COOKIE, VOLUNTEER_HEADER, volunteer_id_from_token
+
+    token = request.headers.get(VOLUNTEER_HEADER) or request.cookies.get(VOLUNTEER_COOKIE)
+    volunteer_id = volunteer_id_from_token(token) if token else None
+    return f"v:{volunteer_id}" if volunteer_id is not None else address_key()
+
+
+def init_app(app: Flask, limited: tuple[Blueprint, ...]) -> Limiter:
+    """Limit the volunteer API per token and per address; limits come from the app's config."""
+    app.config.setdefault("RATELIMIT_VOLUNTEER", "600/minute")
+    app.config.setdefault("RATELIMIT_ADDRESS", "6000/minute")
+    redis = app.extensions["microtasks"].redis
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "redis://")
+    app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"connection_pool": redis.connection_pool})
+    limiter = Limiter(key_func=address_key, headers_enabled=True, key_prefix="mt-limits")
+    for blueprint in limited:
+        limiter.limit(lambda: current_app.config["RATELIMIT_VOLUNTEER"], key_func=volunteer_key)(blueprint)
+        limiter.limit(lambda: current_app.config["RATELIMIT_ADDRESS"], key_func=address_key)(blueprint)
+    limiter.init_app(app)
+    return limiter
