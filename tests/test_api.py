@@ -322,3 +322,13 @@ def test_an_oversized_body_is_a_413_json_error(settings, redis_db, session_maker
     reply = app.test_client().post("/api/v1/units/1/answers", data=b"x" * 5000,
                                    headers={"Content-Type": "application/json"})
     assert reply.status_code == 413 and reply.get_json()["code"] == 413
+
+
+def test_new_tokens_are_limited_per_address(settings, redis_db, session_maker):
+    """Minting volunteer tokens is limited per (hashed) address, so fresh tokens do not escape the limits."""
+    from web import create_app
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "s", "SETTINGS": settings, "REDIS": redis_db,
+                      "RATELIMIT_ADDRESS": "2/minute"})
+    client = app.test_client()
+    assert [client.post("/api/v1/volunteers").status_code for _ in range(3)] == [201, 201, 429]

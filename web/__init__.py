@@ -51,10 +51,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from web.api.volunteers.routes import blp as volunteers_blp
 
     api.init_app(app)
-    init_errors(app)
-    limits.init_app(app, (volunteers_blp,))  # after the Api, whose own handler would otherwise drop our messages
+    init_errors(app)  # after the Api, whose own handler would otherwise drop our messages
     app.register_blueprint(volunteer.bp)
     app.register_blueprint(owner.bp)
+    limits.init_app(app, (volunteers_blp,))
 
     @app.get("/media/<name>", endpoint="media")
     def media(name: str):  # type: ignore[no-untyped-def]

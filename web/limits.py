@@ -11,8 +11,10 @@ import hashlib
 import hmac
 from datetime import date
 
-from flask import Blueprint, Flask, current_app, request
-from flask_limiter import Limiter
+from flask import Blueprint, Flask, current_app, jsonify, request
+from flask_limiter import Limiter, RateLimitExceeded
+
+from web.extensions import error_body
 
 def address_key() -> str:
     day_key = hmac.new(current_app.secret_key.encode(), f"address:{date.today().isoformat()}".encode(),
@@ -29,15 +31,31 @@ def volunteer_key() -> str:
 
 
 def init_app(app: Flask, limited: tuple[Blueprint, ...]) -> Limiter:
-    """Limit the volunteer API per token and per address; limits come from the app's config."""
+    """Limit the volunteer API per token (per address for calls without one); limits come from the config.
+
+    One limit per request keeps the cost to one Redis round trip; new tokens are limited
+    per address (``RATELIMIT_ADDRESS``), so minting tokens does not escape the limits.
+    """
     app.config.setdefault("RATELIMIT_VOLUNTEER", "600/minute")
-    app.config.setdefault("RATELIMIT_ADDRESS", "6000/minute")
+    app.config.setdefault("RATELIMIT_ADDRESS", "60/minute")
     redis = app.extensions["microtasks"].redis
     app.config.setdefault("RATELIMIT_STORAGE_URI", "redis://")
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"connection_pool": redis.connection_pool})
-    limiter = Limiter(key_func=address_key, headers_enabled=True, key_prefix="mt-limits")
+    limiter = Limiter(key_func=address_key, key_prefix="mt-limits")
     for blueprint in limited:
         limiter.limit(lambda: current_app.config["RATELIMIT_VOLUNTEER"], key_func=volunteer_key)(blueprint)
-        limiter.limit(lambda: current_app.config["RATELIMIT_ADDRESS"], key_func=address_key)(blueprint)
+    for endpoint in ("volunteers.Volunteers", "volunteer.task"):  # where new tokens come from
+        app.view_functions[endpoint] = limiter.limit(lambda: current_app.config["RATELIMIT_ADDRESS"],
+                                                     key_func=address_key, methods=["POST", "GET"],
+                                                     override_defaults=False)(app.view_functions[endpoint])
+    limiter.exempt(app.view_functions["volunteers.Health"])
     limiter.init_app(app)
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many(error: RateLimitExceeded):  # type: ignore[no-untyped-def]
+        wait = int(error.limit.limit.get_expiry())
+        response = jsonify(error_body(429, f"Too many requests ({error.description}); try again in {wait} s."))
+        response.headers["Retry-After"] = str(wait)
+        return response, 429
+
     return limiter

@@ -19,6 +19,7 @@ from web.api.volunteers.schemas import (
     AnswerBatchOutSchema,
     AnswerInSchema,
     AnswerOutSchema,
+    HealthSchema,
     NextArgs,
     NextUnitSchema,
     VolunteerTokenSchema,
@@ -28,6 +29,14 @@ from web.extensions import db, state
 from workers.connection import after_answers
 
 blp = Blueprint("volunteers", __name__, description="Anonymous volunteers: units to answer, and answers.")
+
+
+@blp.route("/health")
+class Health(MethodView):
+    @blp.response(200, HealthSchema)
+    def get(self) -> dict[str, bool]:
+        """Liveness for load balancers: one Redis round trip, no database"""
+        return {"redis": bool(state().redis.ping())}
 
 
 @blp.route("/volunteers")

@@ -7,6 +7,10 @@ from marshmallow import Schema, fields, validate
 from microtasks.serving import MAX_BATCH
 
 
+class HealthSchema(Schema):
+    redis = fields.Boolean()
+
+
 class VolunteerTokenSchema(Schema):
     id = fields.String(metadata={"description": "The volunteer's pseudonymous id."})
     token = fields.String(metadata={"description": "Send it back in the X-Volunteer-Token header."})
