@@ -14,25 +14,39 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from microtasks import gold
 from microtasks.errors import Conflict, MicrotasksError, NotFound, ValidationError
-from microtasks.models import Answer, Assignment, Unit, UnitState
+from microtasks.models import Answer, Assignment, Project, Unit, UnitState, utcnow
 from microtasks.tasktypes import spec_for, validate_answer
 
 
 @dataclass(frozen=True)
 class Submission:
-    answer: Answer
+    """What became of one answer."""
+
+    answer_id: str
+    unit_id: int
+    project_id: int
+    payload: dict[str, Any]
     #: False when this answer id was already stored (a retry): nothing was written.
     created: bool
+    #: True for an answer to a gold unit (scored, never counted).
+    gold: bool = False
+    #: For gold: agreement with the known answer, from 0 to 1.
+    gold_score: float | None = None
     #: The unit's counted answers after this one, or None when this answer was not counted.
     answer_count: int | None = None
     #: True when this answer gave the unit all the answers it needs.
     completed_unit: bool = False
+
+    @property
+    def counted(self) -> bool:
+        return self.answer_count is not None
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,7 @@ def normalise_answer_id(answer_id: str) -> str:
 def submit_answer(session: Session, volunteer_id: int, unit_id: int, answer_id: str, payload: Any,
                   duration_ms: int | None = None) -> Submission:
     """Store a volunteer's answer to a unit they were served; a resubmitted ``answer_id`` writes nothing."""
-    outcome = submit_answers(session, volunteer_id, [AnswerIn(unit_id, answer_id, payload, duration_ms)])[0]
+    (outcome,) = submit_answers(session, volunteer_id, [AnswerIn(unit_id, answer_id, payload, duration_ms)])
     if isinstance(outcome, MicrotasksError):
         raise outcome
     return outcome
@@ -64,7 +78,8 @@ def submit_answers(session: Session, volunteer_id: int,
     """Store several answers of one volunteer; each succeeds or fails on its own.
 
     The result has one entry per item, in order: a :class:`Submission`, or the error
-    that refused that item (nothing of it is stored). The caller commits.
+    that refused that item (nothing of it is stored). A handful of statements serve the
+    whole batch: the look-ups, one insert, one counting update per unit. The caller commits.
     """
     ids: list[str | MicrotasksError] = []
     for item in items:
@@ -73,71 +88,126 @@ def submit_answers(session: Session, volunteer_id: int,
         except ValidationError as error:
             ids.append(error)
     wanted = [i for i in ids if isinstance(i, str)]
-    existing = {a.answer_uuid: a for a in session.scalars(select(Answer).where(Answer.answer_uuid.in_(wanted)))} \
-        if wanted else {}
+    existing = {row.answer_uuid: row for row in session.execute(
+        select(Answer.answer_uuid, Answer.unit_id, Answer.volunteer_id, Answer.payload, Answer.gold_score,
+               Unit.project_id, Unit.gold.is_not(None).label("is_gold"))
+        .join(Unit, Unit.id == Answer.unit_id).where(Answer.answer_uuid.in_(wanted)))} if wanted else {}
     unit_ids = {item.unit_id for item in items}
-    units = {u.id: u for u in session.scalars(select(Unit).where(Unit.id.in_(unit_ids)))}
+    units = {row.id: row for row in session.execute(
+        select(Unit.id, Unit.project_id, Unit.width, Unit.height, Unit.gold, Unit.redundancy)
+        .where(Unit.id.in_(unit_ids)))}
+    projects = {p.id: p for p in session.scalars(
+        select(Project).where(Project.id.in_({row.project_id for row in units.values()})))}
     served = set(session.scalars(select(Assignment.unit_id).where(
         Assignment.volunteer_id == volunteer_id, Assignment.unit_id.in_(unit_ids))))
-    results: list[Submission | MicrotasksError] = []
-    batch_ids: set[str] = set()
+
+    results: list[Submission | MicrotasksError | None] = []
+    rows: list[dict[str, Any]] = []
     for item, answer_id in zip(items, ids):
-        if isinstance(answer_id, MicrotasksError):
-            results.append(answer_id)
-            continue
         try:
+            if isinstance(answer_id, MicrotasksError):
+                raise answer_id
             if answer_id in existing:
                 results.append(_retry(existing[answer_id], volunteer_id, item.unit_id))
-                continue
-            if answer_id in batch_ids:
+            elif any(row["answer_uuid"] == answer_id for row in rows):
                 raise Conflict("This answer id is given twice in one request.", field="answer_id")
-            results.append(_store(session, volunteer_id, item, answer_id, units, served))
-            batch_ids.add(answer_id)
+            else:
+                rows.append(_checked(volunteer_id, item, answer_id, units, projects, served))
+                results.append(None)
         except MicrotasksError as error:
             results.append(error)
-    return results
+    if rows:
+        # executemany with RETURNING: one cached statement, sent as one multi-row insert.
+        stored = set(session.connection().execute(
+            _insert(session, Answer.__table__).on_conflict_do_nothing().returning(Answer.answer_uuid), rows).scalars())
+        counts = _count(session, [r for r in rows if r["answer_uuid"] in stored], units, projects)
+        fresh = iter(rows)
+        for position, result in enumerate(results):
+            if result is None:
+                row = next(fresh)
+                unit = units[row["unit_id"]]
+                try:
+                    if row["answer_uuid"] not in stored:
+                        results[position] = _lost_race(session, volunteer_id, row)
+                        continue
+                    count = counts.get(unit.id)
+                    need = unit_need(projects[unit.project_id], unit)
+                    results[position] = Submission(
+                        answer_id=row["answer_uuid"], unit_id=unit.id, project_id=unit.project_id,
+                        payload=row["payload"], created=True, gold=unit.gold is not None,
+                        gold_score=row["gold_score"], answer_count=count,
+                        completed_unit=count is not None and count >= need)
+                except MicrotasksError as error:
+                    results[position] = error
+        counted = [r.answer_id for r in results if isinstance(r, Submission) and r.created and r.counted]
+        if counted:
+            session.connection().execute(
+                update(Answer.__table__).where(Answer.answer_uuid.in_(counted)).values(counted=True))
+    return [r for r in results if r is not None]
 
 
-def _store(session: Session, volunteer_id: int, item: AnswerIn, answer_id: str, units: dict[int, Unit],
-           served: set[int]) -> Submission:
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def _checked(volunteer_id: int, item: AnswerIn, answer_id: str, units: dict[int, Any],
+             projects: dict[int, Project], served: set[int]) -> dict[str, Any]:
+    """The row to insert for a new answer, or the error that refuses it."""
     unit = units.get(item.unit_id)
     if unit is None:
         raise NotFound(f"No unit {item.unit_id}.", field="unit_id")
     if item.unit_id not in served:
         raise Conflict("This unit was not served to you; ask for the next unit first.", field="unit_id")
-    project = unit.project
-    clean = validate_answer(spec_for(project, unit.width, unit.height), item.payload)
-    answer = Answer(answer_uuid=answer_id, unit_id=unit.id, volunteer_id=volunteer_id, payload=clean,
-                    duration_ms=item.duration_ms, counted=False)
-    if unit.gold is not None:
-        answer.gold_score = gold.score(unit.gold, clean)
-    try:
-        with session.begin_nested():
-            session.add(answer)
-            session.flush()
-    except IntegrityError:
-        # A concurrent request stored this answer id, or another answer by this volunteer.
-        again = session.scalars(select(Answer).where(Answer.answer_uuid == answer_id)).first()
-        if again is not None:
-            return _retry(again, volunteer_id, item.unit_id)
-        raise Conflict("You have already answered this unit.", field="unit_id") from None
-    if unit.gold is not None:
-        return Submission(answer=answer, created=True)
-    need = func.coalesce(Unit.redundancy, project.redundancy)
-    count = session.execute(
-        update(Unit).where(Unit.id == unit.id, Unit.state == UnitState.open, Unit.answer_count < need)
-        .values(answer_count=Unit.answer_count + 1).returning(Unit.answer_count)
-    ).scalar()
-    if count is None:
-        return Submission(answer=answer, created=True)
-    answer.counted = True
-    completed = count >= (unit.redundancy or project.redundancy)
-    if completed:
-        session.execute(update(Unit).where(Unit.id == unit.id).values(state=UnitState.retired))
-    return Submission(answer=answer, created=True, answer_count=count, completed_unit=completed)
+    clean = validate_answer(spec_for(projects[unit.project_id], unit.width, unit.height), item.payload)
+    return {"answer_uuid": answer_id, "unit_id": unit.id, "volunteer_id": volunteer_id, "payload": clean,
+            "duration_ms": item.duration_ms, "counted": False, "created_at": utcnow(),
+            "gold_score": gold.score(unit.gold, clean) if unit.gold is not None else None}
 
 
-def _retry(existing: Answer, volunteer_id: int, unit_id: int) -> Submission:
+def unit_need(project: Project, unit: Any) -> int:
+    """Answers a unit needs: its own redundancy, else its project's."""
+    return unit.redundancy or project.redundancy
+
+
+def _count(session: Session, rows: list[dict[str, Any]], units: dict[int, Any],
+           projects: dict[int, Project]) -> dict[int, int]:
+    """Count stored answers toward their units while the units still need them; retire full units.
+
+    One conditional ``UPDATE`` per project: a unit gets at most one answer per volunteer,
+    so each unit is counted at most once here. Returns the new count of each counted unit.
+    """
+    by_project: dict[int, list[int]] = {}
+    for row in rows:
+        unit = units[row["unit_id"]]
+        if unit.gold is None:
+            by_project.setdefault(unit.project_id, []).append(unit.id)
+    counts: dict[int, int] = {}
+    table = Unit.__table__
+    for project_id, unit_ids in by_project.items():
+        need = func.coalesce(table.c.redundancy, projects[project_id].redundancy)
+        counts.update(session.connection().execute(
+            update(table).where(table.c.id.in_(unit_ids), table.c.state == UnitState.open.value,
+                                table.c.answer_count < need)
+            .values(answer_count=table.c.answer_count + 1,
+                    state=case((table.c.answer_count + 1 >= need, UnitState.retired.value), else_=table.c.state))
+            .returning(table.c.id, table.c.answer_count)).all())
+    return counts
+
+
+def _lost_race(session: Session, volunteer_id: int, row: dict[str, Any]) -> Submission:
+    """The insert did nothing: a concurrent request stored this answer id, or another answer to the unit."""
+    again = session.execute(
+        select(Answer.answer_uuid, Answer.unit_id, Answer.volunteer_id, Answer.payload, Answer.gold_score,
+               Unit.project_id, Unit.gold.is_not(None).label("is_gold"))
+        .join(Unit, Unit.id == Answer.unit_id).where(Answer.answer_uuid == row["answer_uuid"])).first()
+    if again is not None:
+        return _retry(again, volunteer_id, row["unit_id"])
+    raise Conflict("You have already answered this unit.", field="unit_id")
+
+
+def _retry(existing: Any, volunteer_id: int, unit_id: int) -> Submission:
     if existing.volunteer_id != volunteer_id or existing.unit_id != unit_id:
         raise Conflict("This answer id is already used for another answer.", field="answer_id")
-    return Submission(answer=existing, created=False)
+    return Submission(answer_id=existing.answer_uuid, unit_id=existing.unit_id, project_id=existing.project_id,
+                      payload=existing.payload, created=False, gold=existing.is_gold, gold_score=existing.gold_score)

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session
 
+from microtasks.errors import NotFound
 from microtasks.models import Answer, Assignment, Project, Unit, UnitState
 
 #: Units leased in one next-unit call at most.
@@ -66,7 +67,8 @@ end
 
 #: KEYS: none (all keys share the project's prefix, given as ARGV[1]).
 #: ARGV: prefix, volunteer, now, count, random numbers (count + 1 of them).
-#: Returns -1 when the project is not loaded, else a flat list of unit id, expiry, gold flag, new-serving flag.
+#: Returns -1 when the project is not loaded, else a flat list of: unit id, expiry, gold flag, new-serving flag,
+#: media file, width, height.
 NEXT_SCRIPT = _SCORE + """
 local p, vid, now, want = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local cfg = redis.call('HMGET', p .. 'cfg', 'lease', 'strategy', 'warm_rate', 'warm', 'rate')
@@ -88,10 +90,13 @@ end
 local out = {}
 -- Units this volunteer already holds a live lease on come first (a reload spends no slot).
 local mine = redis.call('ZRANGEBYSCORE', held, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, want)
-for i = 1, #mine, 2 do
-  local gold = redis.call('HGET', p .. 'u:' .. mine[i], 'gold') == '1' and 1 or 0
-  for _, v in ipairs({tonumber(mine[i]), tonumber(mine[i + 1]), gold, 0}) do table.insert(out, v) end
+local function emit(uid, expiry, fresh)
+  local f = redis.call('HMGET', p .. 'u:' .. uid, 'gold', 'media', 'w', 'h')
+  for _, v in ipairs({tonumber(uid), expiry, f[1] == '1' and 1 or 0, fresh, f[2], f[3], f[4]}) do
+    table.insert(out, v)
+  end
 end
+for i = 1, #mine, 2 do emit(mine[i], tonumber(mine[i + 1]), 0) end
 want = want - #mine / 2
 if want <= 0 then return out end
 
@@ -104,7 +109,7 @@ local function take(uid, gold)
     redis.call('ZADD', p .. 'leases', expiry, uid .. ':' .. vid)
     refresh(p, strategy, uid)
   end
-  for _, v in ipairs({tonumber(uid), expiry, gold, 1}) do table.insert(out, v) end
+  emit(uid, expiry, 1)
 end
 
 -- Gold units: a high rate for a new volunteer's first units, then a lower one; each gold unit once.
@@ -123,7 +128,7 @@ if golds > 0 then
 end
 
 -- Ordinary units in strategy order, skipping those this volunteer has seen.
-local needed = want - (#out / 4 - #mine / 2)
+local needed = want - (#out / 7 - #mine / 2)
 if needed <= 0 then return out end
 local avail = p .. 'avail'
 local total = redis.call('ZCARD', avail)
@@ -186,11 +191,18 @@ class Lease:
     unit_id: int
     expires_at: datetime
     gold: bool
+    media: str
+    width: int
+    height: int
+
+
+#: Bumped whenever the layout of the cache changes, so a new deployment rebuilds rather than misreads it.
+LAYOUT = 1
 
 
 def prefix(project_id: int) -> str:
     """Key prefix of a project; the hash tag keeps a project's keys on one Redis Cluster slot."""
-    return f"mt:{{p{project_id}}}:"
+    return f"mt:v{LAYOUT}:{{p{project_id}}}:"
 
 
 def unit_need(project: Project, unit: Unit) -> int:
@@ -208,26 +220,32 @@ class Dispatcher:
 
     # -- serving -------------------------------------------------------------------------
 
-    def lease(self, session: Session, project: Project, volunteer_id: int, count: int = 1,
+    def lease(self, session: Session, project_id: int, volunteer_id: int, count: int = 1,
               now: float | None = None) -> list[Lease]:
         """Lease up to ``count`` units to a volunteer: their live leases first, then gold, then new units.
 
+        The project is read from the database only when its serving state must be
+        (re)built, so the common call costs one Redis script and one insert.
         The caller commits the session: the assignment rows written here are what lets
         the cache be rebuilt, and what the database's constraints check.
         """
         count = max(1, min(count, MAX_BATCH))
         now = time.time() if now is None else now
         randoms = [random.random() for _ in range(count + 1)]
-        args = [prefix(project.id), volunteer_id, repr(now), count, *randoms]
+        args = [prefix(project_id), volunteer_id, repr(now), count, *randoms]
         flat = self._next(args=args)
         if flat == -1:
+            project = session.get(Project, project_id)
+            if project is None:
+                raise NotFound(f"No project {project_id}.")
             self.load(session, project)
             flat = self._next(args=args)
             if flat == -1:
                 raise RuntimeError(f"project {project.id} could not be loaded into Redis")
         leases, fresh = [], []
-        for i in range(0, len(flat), 4):
-            lease = Lease(int(flat[i]), datetime.fromtimestamp(float(flat[i + 1]), timezone.utc), flat[i + 2] == 1)
+        for i in range(0, len(flat), 7):
+            lease = Lease(int(flat[i]), datetime.fromtimestamp(float(flat[i + 1]), timezone.utc), flat[i + 2] == 1,
+                          flat[i + 4].decode(), int(flat[i + 5]), int(flat[i + 6]))
             leases.append(lease)
             if flat[i + 3] == 1:
                 fresh.append(lease)
@@ -238,11 +256,17 @@ class Dispatcher:
                  "served_at": served_at} for lease in fresh])
         return leases
 
-    def answered(self, project_id: int, unit_id: int, volunteer_id: int, counted: int | None,
-                 retired: bool) -> None:
-        """Update the cache after an answer was committed: its lease ends; a full unit leaves ``avail``."""
-        self._answer(args=[prefix(project_id), unit_id, volunteer_id, -1 if counted is None else counted,
-                           1 if retired else 0])
+    def answered(self, answers: list[tuple[int, int, int, int | None, bool]]) -> None:
+        """Update the cache after answers were committed: their leases end; full units leave ``avail``.
+
+        Each answer is ``(project, unit, volunteer, counted answers or None, retired)``; one
+        round trip serves them all.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for project_id, unit_id, volunteer_id, counted, retired in answers:
+            self._answer(args=[prefix(project_id), unit_id, volunteer_id, -1 if counted is None else counted,
+                               1 if retired else 0], client=pipe)
+        pipe.execute()
 
     def set_need(self, project_id: int, unit_id: int, need: int, retired: bool) -> None:
         """Update the cache after a unit's need changed (a unit asked for more answers, or retired early)."""
@@ -278,7 +302,8 @@ class Dispatcher:
         for start in range(0, len(stale), 1000):
             self.redis.delete(*stale[start:start + 1000])
         units = session.execute(
-            select(Unit.id, Unit.redundancy, Unit.answer_count, Unit.state, Unit.priority, Unit.gold.is_not(None))
+            select(Unit.id, Unit.redundancy, Unit.answer_count, Unit.state, Unit.priority, Unit.gold.is_not(None),
+                   Unit.media, Unit.width, Unit.height)
             .where(Unit.project_id == project.id)
         ).all()
         answered = exists().where(and_(Answer.unit_id == Assignment.unit_id,
@@ -299,12 +324,13 @@ class Dispatcher:
                     pipe.zadd(f"{p}leases", {f"{unit_id}:{volunteer_id}": expires.timestamp()})
                     leased[unit_id] = leased.get(unit_id, 0) + 1
         strategy = project.strategy.value
-        for unit_id, redundancy, answers, state, priority, gold in units:
+        for unit_id, redundancy, answers, state, priority, gold, media, width, height in units:
             need = redundancy or project.redundancy
             retired = state is UnitState.retired
             pipe.hset(f"{p}u:{unit_id}", mapping={
                 "need": need, "answers": answers, "leased": leased.get(unit_id, 0), "retired": int(retired),
-                "prio": max(-4000, min(4000, priority)), "gold": int(gold)})
+                "prio": max(-4000, min(4000, priority)), "gold": int(gold), "media": media or "",
+                "w": width or 0, "h": height or 0})
             if gold:
                 pipe.sadd(f"{p}gold", unit_id)
             elif not retired and answers + leased.get(unit_id, 0) < need:

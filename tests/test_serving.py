@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import func, select, update
 
 from microtasks.answers import submit_answer
-from microtasks.models import Answer, Project, Strategy, Unit, UnitState
+from microtasks.models import Answer, Strategy, Unit, UnitState
 from microtasks.projects import create_owner, create_project
 from microtasks.serving import Dispatcher
 from microtasks.volunteers import create_volunteer
 from tests.conftest import make_zip, png_bytes
+from workers.connection import after_answers
 
 
 @pytest.fixture()
@@ -54,7 +55,7 @@ def project_with(session_maker, settings):
 
 def lease(session_maker, dispatcher, project_id, volunteer_id, count=1, now=None):
     with session_maker() as session:
-        leases = dispatcher.lease(session, session.get(Project, project_id), volunteer_id, count, now=now)
+        leases = dispatcher.lease(session, project_id, volunteer_id, count, now=now)
         session.commit()
         return [x.unit_id for x in leases]
 
@@ -70,10 +71,12 @@ def answer(session_maker, dispatcher, project_id, volunteer_id, unit_id, label="
     with session_maker() as session:
         outcome = submit_answer(session, volunteer_id, unit_id, answer_id or str(uuid.uuid4()), {"label": label})
         session.commit()
-        if outcome.created:
-            dispatcher.answered(project_id, unit_id, volunteer_id, outcome.answer_count,
-                                outcome.completed_unit or outcome.answer_count is None)
+        after_answers(redis_of(dispatcher), dispatcher, volunteer_id, [outcome])
         return outcome
+
+
+def redis_of(dispatcher):
+    return dispatcher.redis
 
 
 def test_racing_volunteers_never_over_assign_the_last_slots(session_maker, dispatcher, project_with):
@@ -117,7 +120,7 @@ def test_concurrent_retries_of_one_answer_store_it_once(session_maker, dispatche
         outcomes = list(pool.map(lambda _: answer(session_maker, dispatcher, project_id, volunteer_id, unit_id,
                                                   answer_id=answer_id), range(8)))
     assert sum(o.created for o in outcomes) == 1
-    assert {o.answer.answer_uuid for o in outcomes} == {answer_id}
+    assert {o.answer_id for o in outcomes} == {answer_id}
     with session_maker() as session:
         assert session.scalar(select(Unit.answer_count)) == 1
 
@@ -141,7 +144,7 @@ def test_a_late_answer_is_stored_and_credited_but_not_counted(session_maker, dis
     lease(session_maker, dispatcher, project_id, prompt, now=now + 61)
     assert answer(session_maker, dispatcher, project_id, prompt, unit_id).completed_unit
     outcome = answer(session_maker, dispatcher, project_id, late, unit_id)
-    assert outcome.created and outcome.answer_count is None and outcome.answer.counted is False
+    assert outcome.created and not outcome.counted
 
 
 def test_redis_flushed_mid_run_rebuilds_from_the_database(session_maker, dispatcher, project_with, redis_db):
@@ -232,7 +235,7 @@ def test_gold_answers_are_scored_and_never_counted(session_maker, dispatcher, pr
     (volunteer_id,) = volunteers(session_maker, 1)
     (unit_id,) = lease(session_maker, dispatcher, project_id, volunteer_id)
     outcome = answer(session_maker, dispatcher, project_id, volunteer_id, unit_id, label="dog")
-    assert (outcome.answer.counted, outcome.answer.gold_score, outcome.answer_count) == (False, 0.0, None)
+    assert (outcome.gold, outcome.counted, outcome.gold_score) == (True, False, 0.0)
 
 
 def test_a_bad_gold_value_in_a_manifest_is_reported(client, owner, run_jobs):

@@ -72,7 +72,7 @@ def simulate_volunteers(settings: Settings, slug: str, volunteers: int = 3, seed
         for _ in range(volunteers):
             volunteer = create_volunteer(session)
             skill = float(rng.uniform(0.65, 0.95))
-            while leases := dispatcher.lease(session, project, volunteer.id, count=5):
+            while leases := dispatcher.lease(session, project.id, volunteer.id, count=5):
                 session.commit()
                 items = []
                 for lease in leases:

@@ -70,10 +70,11 @@ def enqueue_import(connection: "redis.Redis", batch_id: int) -> str:
 def after_answers(connection: "redis.Redis", dispatcher: Dispatcher, volunteer_id: int,
                   outcomes: list[Submission | MicrotasksError]) -> None:
     """Once answers are committed: end their leases in the serving cache, queue consensus for completed units."""
-    for outcome in outcomes:
-        if isinstance(outcome, Submission) and outcome.created and outcome.answer.unit.gold is None:
-            unit = outcome.answer.unit
-            dispatcher.answered(unit.project_id, unit.id, volunteer_id, outcome.answer_count,
-                                retired=outcome.completed_unit or outcome.answer_count is None)
-            if outcome.completed_unit:
-                enqueue_consensus(connection, unit.id, outcome.answer_count or 0)
+    created = [o for o in outcomes if isinstance(o, Submission) and o.created]
+    if created:
+        # An ordinary answer that was not counted means its unit is already full.
+        dispatcher.answered([(o.project_id, o.unit_id, volunteer_id, o.answer_count,
+                              not o.gold and (o.completed_unit or not o.counted)) for o in created])
+    for outcome in created:
+        if outcome.completed_unit:
+            enqueue_consensus(connection, outcome.unit_id, outcome.answer_count or 0)

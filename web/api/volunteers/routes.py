@@ -7,12 +7,9 @@ from typing import Any, Sequence
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import select
 
 from microtasks.answers import AnswerIn, Submission, submit_answers
 from microtasks.errors import MicrotasksError
-from microtasks.models import Unit
-from microtasks.projects import get_project
 from microtasks.volunteers import create_volunteer
 from web.api.volunteers.schemas import (
     AnswerBatchInSchema,
@@ -57,15 +54,11 @@ class NextUnit(MethodView):
     def post(self, args: dict[str, int], project_id: int) -> dict[str, Any]:
         """Lease the next units to answer: never one you were served before, never a retired one"""
         volunteer_id = current_volunteer_id()
-        session = db()
-        project = get_project(session, project_id)
-        leases = state().dispatcher.lease(session, project, volunteer_id, args["count"])
-        media = {row.id: row for row in session.execute(
-            select(Unit.id, Unit.media, Unit.width, Unit.height).where(Unit.id.in_([x.unit_id for x in leases])))}
-        session.commit()
-        units = [{"id": lease.unit_id, "project_id": project_id, "width": media[lease.unit_id].width,
-                  "height": media[lease.unit_id].height, "lease_expires_at": lease.expires_at,
-                  "media_url": url_for("media", name=media[lease.unit_id].media)} for lease in leases]
+        leases = state().dispatcher.lease(db(), project_id, volunteer_id, args["count"])
+        db().commit()
+        units = [{"id": lease.unit_id, "project_id": project_id, "width": lease.width, "height": lease.height,
+                  "lease_expires_at": lease.expires_at, "media_url": url_for("media", name=lease.media)}
+                 for lease in leases]
         if not units:
             return {"unit": None, "units": [], "lease_expires_at": None,
                     "message": "Nothing left to do in this project for you. Thank you!"}
@@ -92,7 +85,7 @@ class Answers(MethodView):
         outcome = _store([AnswerIn(unit_id, str(answer["answer_id"]), answer["payload"], answer["duration_ms"])])[0]
         if isinstance(outcome, MicrotasksError):
             raise outcome
-        body = {"answer_id": outcome.answer.answer_uuid, "unit_id": unit_id, "payload": outcome.answer.payload,
+        body = {"answer_id": outcome.answer_id, "unit_id": unit_id, "payload": outcome.payload,
                 "created": outcome.created, "unit_complete": outcome.completed_unit}
         return body, 201 if outcome.created else 200
 
@@ -112,7 +105,7 @@ class AnswerBatch(MethodView):
                                 "created": False, "unit_complete": False, "message": outcome.message,
                                 "errors": outcome.errors})
             else:
-                results.append({"status": 201 if outcome.created else 200, "answer_id": outcome.answer.answer_uuid,
+                results.append({"status": 201 if outcome.created else 200, "answer_id": outcome.answer_id,
                                 "unit_id": item.unit_id, "created": outcome.created,
                                 "unit_complete": outcome.completed_unit})
         return {"results": results}
