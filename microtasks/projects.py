@@ -11,7 +11,17 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from microtasks.errors import Conflict, NotFound, ValidationError
-from microtasks.models import Answer, ConsensusResult, MarkingTool, Owner, Project, TaskType, Unit, UnitState
+from microtasks.models import (
+    Answer,
+    ConsensusResult,
+    MarkingTool,
+    Owner,
+    Project,
+    Strategy,
+    TaskType,
+    Unit,
+    UnitState,
+)
 
 
 def hash_key(key: str) -> str:
@@ -67,7 +77,12 @@ def create_project(session: Session, owner: Owner, settings: dict[str, Any]) -> 
         multi_select=bool(settings.get("multi_select", False)),
         marking_tool=MarkingTool(tool) if tool else None,
         redundancy=settings.get("redundancy", 3),
+        max_redundancy=max(settings.get("max_redundancy", 10), settings.get("redundancy", 3)),
         lease_seconds=settings.get("lease_seconds", 600),
+        strategy=Strategy(settings.get("strategy", Strategy.depth_first.value)),
+        gold_warmup_rate=settings.get("gold_warmup_rate", 0.4),
+        gold_warmup=settings.get("gold_warmup", 20),
+        gold_rate=settings.get("gold_rate", 0.1),
     )
     session.add(project)
     session.flush()

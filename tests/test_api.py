@@ -332,3 +332,12 @@ def test_new_tokens_are_limited_per_address(settings, redis_db, session_maker):
                       "RATELIMIT_ADDRESS": "2/minute"})
     client = app.test_client()
     assert [client.post("/api/v1/volunteers").status_code for _ in range(3)] == [201, 201, 429]
+
+
+def test_serving_settings_are_part_of_a_project(client, owner):
+    """Strategy and gold rates are set at creation and shown back; an unknown strategy is a 422."""
+    body = {**TAGGING, "strategy": "breadth_first", "gold_rate": 0.2}
+    created = client.post("/api/v1/projects", headers=owner["headers"], json=body).get_json()
+    assert (created["strategy"], created["gold_rate"]) == ("breadth_first", 0.2)
+    reply = client.post("/api/v1/projects", headers=owner["headers"], json={**TAGGING, "strategy": "lifo"})
+    assert reply.status_code == 422 and "strategy" in reply.get_json()["errors"]["json"]

@@ -6,6 +6,7 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from microtasks.exporting import FORMATS, KINDS
+from microtasks.models import MarkingTool, Strategy, TaskType
 
 
 class ProgressSchema(Schema):
@@ -23,20 +24,31 @@ class ProjectSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     description = fields.String(load_default="", validate=validate.Length(max=10_000))
     instructions = fields.String(load_default="", validate=validate.Length(max=10_000))
-    task_type = fields.String(required=True, validate=validate.OneOf(["tagging", "marking"]))
+    task_type = fields.Enum(TaskType, by_value=True, required=True)
     labels = fields.List(fields.String(validate=validate.Length(min=1, max=100)),
                          load_default=list, validate=validate.Length(max=50))
     multi_select = fields.Boolean(load_default=False)
-    marking_tool = fields.String(allow_none=True, validate=validate.OneOf(["circle", "point"]))
+    marking_tool = fields.Enum(MarkingTool, by_value=True, allow_none=True)
     redundancy = fields.Integer(load_default=3, validate=validate.Range(min=1, max=100))
     lease_seconds = fields.Integer(load_default=600, validate=validate.Range(min=30, max=86_400))
+    max_redundancy = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    strategy = fields.Enum(Strategy, by_value=True, load_default=Strategy.depth_first, metadata={
+        "description": "Order of serving: finish started units first, spread evenly, random, or owner priority."})
+    gold_warmup_rate = fields.Float(load_default=0.4, validate=validate.Range(min=0, max=1),
+                                    metadata={"description": "Share of gold among a new volunteer's first units."})
+    gold_warmup = fields.Integer(load_default=20, validate=validate.Range(min=0, max=10_000),
+                                 metadata={"description": "How many first units use the warm-up gold rate."})
+    gold_rate = fields.Float(load_default=0.1, validate=validate.Range(min=0, max=1),
+                             metadata={"description": "Share of gold after the warm-up."})
     created_at = fields.DateTime(dump_only=True)
     progress = fields.Nested(ProgressSchema, dump_only=True)
 
     @validates_schema
-    def _marking_fields(self, data: dict, **_: object) -> None:
-        if data.get("task_type") == "marking" and data.get("multi_select"):
+    def _consistent(self, data: dict, **_: object) -> None:
+        if data.get("task_type") is TaskType.marking and data.get("multi_select"):
             raise ValidationError("'multi_select' is only for tagging projects.", "multi_select")
+        if data.get("redundancy", 3) > data.get("max_redundancy", 10):
+            raise ValidationError("'max_redundancy' must be at least 'redundancy'.", "max_redundancy")
 
 
 class BatchSchema(Schema):
