@@ -21,3 +21,24 @@ def test_tagging_loop_reaches_consensus_and_exports(client, owner, make_project,
                           headers=owner["headers"])
     rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
     assert [(r["label"], r["confidence"], r["n_answers"]) for r in rows] == [("cat", "0.6666666666666666", "3")]
+
+
+def test_the_demo_loads_and_simulated_volunteers_reach_consensus(settings, redis_db, session_maker, tmp_path,
+                                                                 run_jobs):
+    """The demo's two projects load, and simulated volunteers give every shape a consensus."""
+    import os
+    from dataclasses import replace
+
+    from sqlalchemy import func, select
+
+    from microtasks.models import ConsensusResult, Unit
+    from web.demo import load_demo, simulate_volunteers
+
+    demo = replace(settings, instance_dir=tmp_path, media_dir=tmp_path / "media", redis_url=os.environ["REDIS_URL"])
+    assert load_demo(demo).startswith("mt_")
+    assert simulate_volunteers(demo, "shapes", volunteers=3) == 72
+    run_jobs()
+    with session_maker() as session:
+        units = session.scalar(select(func.count()).select_from(Unit))
+        results = session.scalar(select(func.count()).select_from(ConsensusResult))
+    assert (units, results) == (24 + 8, 24)
