@@ -17,6 +17,7 @@ from microtasks.config import Settings
 from microtasks.db import session_factory, upgrade
 from microtasks.errors import MicrotasksError
 from microtasks.models import Batch, BatchState, Project
+from web.cli_research import aggregate, plan
 
 
 def _settings() -> Settings:
@@ -243,6 +244,9 @@ def simulate(slug: str, volunteers: int, seed: int) -> None:
     answered = simulate_volunteers(settings, slug, volunteers, seed)
     click.echo(f"{volunteers} simulated volunteers gave {answered} answers to {slug!r}.")
 
+
+cli.add_command(aggregate)
+cli.add_command(plan)
 
 if __name__ == "__main__":
     cli()

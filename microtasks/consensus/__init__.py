@@ -3,11 +3,43 @@
 Aggregators follow crowd-kit's shape: ``fit(answers) -> self``, ``fit_predict`` and
 ``fit_predict_proba`` over a long table (a pandas DataFrame) with one row per answer.
 Fitted results live in attributes ending in ``_``.
+
+Label aggregators (:class:`Wawa`, :class:`DawidSkene`, :class:`OneCoinDawidSkene`,
+:class:`BayesianDawidSkene`) also take ``gold`` (unit -> known label) in ``fit`` and give
+each volunteer a reliability (``skills_``) with its uncertainty (``skills_std_``).
+:data:`LABEL_METHODS` names them for the command line; :data:`DEFAULT_LABEL_METHOD`
+is the one recommended for a project whose volunteers are not yet known
+(see ``benchmarks/RESULTS.md``).
 """
 
 from __future__ import annotations
 
+from microtasks.consensus._labels import LabelAggregator
+from microtasks.consensus.dawid_skene import BayesianDawidSkene, DawidSkene, OneCoinDawidSkene
 from microtasks.consensus.majority import MajorityVote, MultiLabelMajority
 from microtasks.consensus.marks import MarkMajority
+from microtasks.consensus.wawa import Wawa
 
-__all__ = ["MajorityVote", "MultiLabelMajority", "MarkMajority"]
+#: Label aggregators by the name the command line uses.
+LABEL_METHODS: dict[str, type] = {
+    "majority_vote": MajorityVote,
+    "wawa": Wawa,
+    "dawid_skene": DawidSkene,
+    "one_coin_dawid_skene": OneCoinDawidSkene,
+    "bayesian_dawid_skene": BayesianDawidSkene,
+}
+#: The recommended method for an unknown project.
+DEFAULT_LABEL_METHOD = "bayesian_dawid_skene"
+
+__all__ = [
+    "BayesianDawidSkene",
+    "DEFAULT_LABEL_METHOD",
+    "DawidSkene",
+    "LABEL_METHODS",
+    "LabelAggregator",
+    "MajorityVote",
+    "MarkMajority",
+    "MultiLabelMajority",
+    "OneCoinDawidSkene",
+    "Wawa",
+]

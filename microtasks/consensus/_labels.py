@@ -9,6 +9,7 @@ values as columns: a label is returned exactly as it was given (``'01'`` stays a
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,11 +138,23 @@ def argmax_with_ties(values: np.ndarray, rng: np.random.Generator) -> np.ndarray
 
 
 def log_normalize(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise softmax of log-scores with a row-max shift; returns (probabilities, log normalisers)."""
-    shift = logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits - shift)
-    totals = weights.sum(axis=1, keepdims=True)
-    return weights / totals, (shift + np.log(totals))[:, 0]
+    """Row-wise softmax of log-scores with a row-max shift; returns (probabilities, log normalisers).
+
+    Works column by column (there are few labels and many units): numpy's row reductions
+    over a short last axis are several times slower than elementwise passes. ``logits`` is
+    overwritten.
+    """
+    n_columns = logits.shape[1]
+    shift = logits[:, 0].copy()
+    for k in range(1, n_columns):
+        np.maximum(shift, logits[:, k], out=shift)
+    logits -= shift[:, None]
+    np.exp(logits, out=logits)
+    totals = logits[:, 0].copy()
+    for k in range(1, n_columns):
+        totals += logits[:, k]
+    logits /= totals[:, None]
+    return logits, shift + np.log(totals)
 
 
 def beta_std(successes: np.ndarray, failures: np.ndarray) -> np.ndarray:
@@ -150,7 +163,7 @@ def beta_std(successes: np.ndarray, failures: np.ndarray) -> np.ndarray:
     return np.sqrt(successes * failures / (total * total * (total + 1.0)))
 
 
-class LabelAggregator:
+class LabelAggregator(ABC):
     """Base of the label aggregators: ``fit(answers, gold=None) -> self``, ``fit_predict``, ``fit_predict_proba``.
 
     After :meth:`fit`:
@@ -203,8 +216,9 @@ class LabelAggregator:
 
     # For subclasses ----------------------------------------------------------------------------
 
+    @abstractmethod
     def _fit(self, coded: Coded) -> None:
-        raise NotImplementedError
+        """Fit the model to the coded answers and call :meth:`_publish`."""
 
     def _publish(self, coded: Coded, posteriors: np.ndarray, skills: np.ndarray, skills_std: np.ndarray) -> None:
         posteriors = np.nan_to_num(posteriors, nan=0.0)

@@ -1,0 +1,193 @@
+"""Commands for researchers: re-aggregate exported raw answers without a server.
+
+``aggregate`` and ``plan`` are standalone click commands; the main group in :mod:`web.cli`
+registers them (``cli.add_command(aggregate)``, ``cli.add_command(plan)``), making them
+``microtasks aggregate`` and ``microtasks plan``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import click
+import numpy as np
+import pandas as pd
+
+from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS
+
+ANSWER_COLUMNS = ("unit", "volunteer", "label")
+GOLD_COLUMNS = ("unit", "label")
+
+
+def read_table(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame, list[int]]:
+    """Read a CSV whose header names ``columns`` (in any order; other columns are ignored).
+
+    Every value is kept as the exact string read, so ``'01'`` stays ``'01'``. Returns the
+    table and, for each row, the line of the file it started on.
+
+    Raises:
+        click.ClickException: "<file>, line N: reason" for the first malformed line.
+    """
+    name = path.name
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise click.ClickException(f"{name}, line {line}: not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise click.ClickException(f"{name}, line 1: no header; expected {','.join(columns)}")
+        header = [cell.strip() for cell in header]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise click.ClickException(f"{name}, line 1: header lacks column(s) {', '.join(missing)}; "
+                                       f"expected {','.join(columns)}")
+        repeated = sorted({c for c in header if c and header.count(c) > 1})
+        if repeated:
+            raise click.ClickException(f"{name}, line 1: column(s) {', '.join(repeated)} appear twice")
+        positions = [header.index(c) for c in columns]
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        start = reader.line_num + 1
+        for record in reader:
+            line = start
+            start = reader.line_num + 1
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # blank line
+            if len(record) != len(header):
+                raise click.ClickException(f"{name}, line {line}: expected {len(header)} fields, "
+                                           f"found {len(record)}")
+            values = [record[i] for i in positions]
+            for column, value in zip(columns, values):
+                if not value.strip():
+                    raise click.ClickException(f"{name}, line {line}: empty {column}")
+            rows.append(values)
+            lines.append(line)
+    except csv.Error as error:
+        raise click.ClickException(f"{name}, line {reader.line_num}: {error}") from None
+    return pd.DataFrame(rows, columns=list(columns), dtype=object), lines
+
+
+def read_answers(path: Path) -> pd.DataFrame:
+    """The answers table; a repeated (unit, volunteer) pair keeps its first answer, with a note on stderr."""
+    answers, lines = read_table(path, ANSWER_COLUMNS)
+    repeated = answers.duplicated(["unit", "volunteer"], keep="first").to_numpy()
+    if repeated.any():
+        first = lines[int(np.flatnonzero(repeated)[0])]
+        click.echo(f"{path.name}: {int(repeated.sum())} repeated (unit, volunteer) answer(s) ignored, "
+                   f"the first answer kept (first repeat on line {first})", err=True)
+        answers = answers[~repeated].reset_index(drop=True)
+    return answers
+
+
+def read_gold(path: Path) -> pd.Series:
+    """Gold labels, unit -> label; a unit given two different labels is an error naming the line."""
+    gold, lines = read_table(path, GOLD_COLUMNS)
+    seen: dict[str, tuple[str, int]] = {}
+    for (unit, label), line in zip(gold.itertuples(index=False), lines):
+        if unit in seen and seen[unit][0] != label:
+            raise click.ClickException(f"{path.name}, line {line}: unit {unit!r} already has gold label "
+                                       f"{seen[unit][0]!r} (line {seen[unit][1]})")
+        seen.setdefault(unit, (label, line))
+    return pd.Series({unit: label for unit, (label, _) in seen.items()}, dtype=object, name="label")
+
+
+def aggregate_answers(answers: pd.DataFrame, method: str, gold: pd.Series | None, seed: int) -> pd.DataFrame:
+    """unit, label, confidence for each answered unit, in the order units first appear in ``answers``."""
+    model = LABEL_METHODS[method](rng=np.random.default_rng(seed))
+    if method == "majority_vote":
+        model.fit(answers)
+        labels, confidences = model.labels_.copy(), model.confidences_.copy()
+        if gold is not None:  # majority vote learns no reliabilities: gold only fixes its own units
+            known = gold[gold.index.isin(labels.index)]
+            labels = labels.astype(object)
+            labels.loc[known.index] = known.to_numpy()
+            confidences.loc[known.index] = 1.0
+    else:
+        model.fit(answers, gold=gold)
+        labels, confidences = model.labels_, model.confidences_
+    order = pd.unique(answers["unit"].to_numpy())
+    return pd.DataFrame({"unit": order, "label": labels.loc[order].to_numpy(),
+                         "confidence": confidences.loc[order].to_numpy(dtype=float)})
+
+
+@click.command("aggregate", help="Aggregate raw answers (CSV with header unit,volunteer,label) into one label "
+                                 "per unit with its confidence, written as CSV unit,label,confidence. Labels "
+                                 "and units are written exactly as they were read.")
+@click.option("--answers", "answers_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of answers with header unit,volunteer,label (other columns are ignored). A repeated "
+                   "(unit, volunteer) pair keeps its first answer.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the consensus CSV (unit,label,confidence); '-' writes to standard output.")
+@click.option("--method", type=click.Choice(sorted(LABEL_METHODS)), default=DEFAULT_LABEL_METHOD,
+              show_default=True,
+              help="Aggregation method. The default is the one recommended for a project whose volunteers "
+                   "are not yet known (see benchmarks/RESULTS.md).")
+@click.option("--gold", "gold_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Optional CSV of known answers with header unit,label. Those units keep their known label "
+                   "(confidence 1) and, for methods that learn reliabilities, inform every volunteer's.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the random generator that breaks ties.")
+def aggregate(answers_path: Path, out_path: Path, method: str, gold_path: Path | None, seed: int) -> None:
+    answers = read_answers(answers_path)
+    gold = read_gold(gold_path) if gold_path is not None else None
+    result = aggregate_answers(answers, method, gold, seed)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["unit", "label", "confidence"])
+    for unit, label, confidence in result.itertuples(index=False):
+        writer.writerow([unit, label, f"{confidence:.6f}"])
+    if str(out_path) == "-":
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        out_path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    click.echo(f"{len(answers)} answers on {len(result)} units by {answers['volunteer'].nunique()} volunteers, "
+               f"aggregated with {method}; wrote {'standard output' if str(out_path) == '-' else out_path}",
+               err=True)
+
+
+@click.command("plan", help="Simulate consensus accuracy against answers per unit, from answers collected so far "
+                            "(a pilot batch), so an owner knows before launch how many volunteers each unit "
+                            "needs. Prints one row per redundancy.")
+@click.option("--answers", "answers_path", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of pilot answers with header unit,volunteer,label; units should have at least as many "
+                   "answers as the largest redundancy simulated.")
+@click.option("--gold", "gold_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Optional CSV of known answers (unit,label) to score against. Without it, accuracy is "
+                   "agreement with the consensus of all the pilot answers, an optimistic estimate.")
+@click.option("--method", type=click.Choice(sorted(LABEL_METHODS)), default=DEFAULT_LABEL_METHOD,
+              show_default=True, help="Aggregation method to simulate.")
+@click.option("--max-redundancy", type=click.IntRange(1), default=7, show_default=True,
+              help="Simulate 1 to this many answers per unit.")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True,
+              help="Random draws of answers per redundancy.")
+@click.option("--target", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Accuracy wanted; the command then names the least redundancy that reaches it.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulation's random generator.")
+def plan(answers_path: Path, gold_path: Path | None, method: str, max_redundancy: int, repeats: int,
+         target: float | None, seed: int) -> None:
+    from microtasks.consensus.planner import plan_redundancy, smallest_redundancy
+
+    answers = read_answers(answers_path)
+    gold = read_gold(gold_path) if gold_path is not None else None
+    result = plan_redundancy(answers, gold, range(1, max_redundancy + 1), method, repeats,
+                             np.random.default_rng(seed))
+    if result.empty:
+        raise click.ClickException(f"{answers_path.name}: no answers to simulate")
+    reference = result["reference"].iloc[0]
+    click.echo(f"{method}, scored against {reference} on {int(result['units'].iloc[0])} units, "
+               f"{repeats} draw(s) per redundancy")
+    click.echo("redundancy,answers_per_unit,accuracy,accuracy_std")
+    for row in result.itertuples(index=False):
+        click.echo(f"{row.redundancy},{row.answers_per_unit:.2f},{row.accuracy:.4f},{row.accuracy_std:.4f}")
+    if target is not None:
+        least = smallest_redundancy(result, target)
+        click.echo(f"accuracy {target:g} needs {least} answers per unit" if least is not None else
+                   f"accuracy {target:g} is not reached with up to {max_redundancy} answers per unit")
