@@ -160,7 +160,10 @@ if strategy == false then return 0 end
 local u = p .. 'u:' .. uid
 redis.call('ZREM', p .. 'held:' .. vid, uid)
 if redis.call('ZREM', p .. 'leases', uid .. ':' .. vid) == 1 then redis.call('HINCRBY', u, 'leased', -1) end
-if tonumber(ARGV[4]) >= 0 then redis.call('HSET', u, 'answers', ARGV[4]) end
+-- Counts only grow: updates from concurrent requests may arrive out of order.
+if tonumber(ARGV[4]) > tonumber(redis.call('HGET', u, 'answers') or '-1') then
+  redis.call('HSET', u, 'answers', ARGV[4])
+end
 if ARGV[5] == '1' then redis.call('HSET', u, 'retired', '1') end
 refresh(p, strategy, uid)
 return 1

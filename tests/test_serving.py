@@ -248,3 +248,15 @@ def test_a_bad_gold_value_in_a_manifest_is_reported(client, owner, run_jobs):
     run_jobs()
     report = client.get(f"/api/v1/projects/{project['id']}/batches/{batch['id']}", headers=owner["headers"]).get_json()
     assert report["rejected"][0]["reason"].startswith("gold answer: Unknown label 'horse'")
+
+
+def test_answer_updates_arriving_out_of_order_never_reopen_a_full_unit(session_maker, dispatcher, project_with):
+    """Cache updates from concurrent answers may arrive out of order; a unit's count never goes back."""
+    project_id = project_with(n=1, redundancy=3)
+    a, b, c, d = volunteers(session_maker, 4)
+    (unit_id,) = lease(session_maker, dispatcher, project_id, a)
+    lease(session_maker, dispatcher, project_id, b)
+    lease(session_maker, dispatcher, project_id, c)
+    dispatcher.answered([(project_id, unit_id, b, 2, False)])  # b's update (second answer) lands first
+    dispatcher.answered([(project_id, unit_id, a, 1, False)])
+    assert lease(session_maker, dispatcher, project_id, d) == []  # two answers and c's lease fill it
