@@ -12,7 +12,7 @@ Needs PostgreSQL and Redis on this machine (``DATABASE_URL``/``REDIS_URL`` defau
 127.0.0.1); it uses a database ``microtasks_bench`` (created, and emptied each run) and
 Redis database 14. Install its one extra dependency with ``pip install -e '.[bench]'``.
 
-    python benchmarks/serving.py --volunteers 200 --duration 60
+    python benchmarks/serving.py --volunteers 220 --batch 10 --duration 50 --web-workers 4 --threads 1
 """
 
 from __future__ import annotations
@@ -44,11 +44,39 @@ from microtasks.projects import create_owner, create_project  # noqa: E402
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"next": [], "submit": [], "health": []})
     acked: set[str] = field(default_factory=set)
+    #: (time, answers) of each acknowledged submit, to measure the rate once every volunteer has arrived.
+    acks: list[tuple[float, int]] = field(default_factory=list)
     repeats: int = 0
     errors: dict[str, int] = field(default_factory=dict)
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
+
+
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by: the web server's processes, PostgreSQL, Redis, and this load generator."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"web (gunicorn)": 0.0, "postgresql": 0.0, "redis": 0.0, "load generator": 0.0}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            comm = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        fields_ = stat.rsplit(")", 1)[1].split()
+        used = (int(fields_[11]) + int(fields_[12])) / tick
+        pid, ppid = int(entry.name), int(fields_[1])
+        if pid == server_pid or ppid == server_pid:
+            totals["web (gunicorn)"] += used
+        elif comm.startswith("postgres"):
+            totals["postgresql"] += used
+        elif comm.startswith("redis-server"):
+            totals["redis"] += used
+        elif pid == os.getpid():
+            totals["load generator"] += used
+    return totals
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,7 +86,7 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] * 1000
 
 
-def prepare_database(base_url: str, units: int, redundancy: int) -> tuple[str, int]:
+def prepare_database(base_url: str, units: int, redundancy: int, strategy: str) -> tuple[str, int]:
     """Create (or empty) the benchmark database and seed one tagging project; returns its URL and project id."""
     admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -75,7 +103,8 @@ def prepare_database(base_url: str, units: int, redundancy: int) -> tuple[str, i
     with Session(engine) as session:
         owner, _ = create_owner(session, "bench")
         project = create_project(session, owner, {"name": "bench", "task_type": "tagging",
-                                                  "labels": ["a", "b", "c", "d"], "redundancy": redundancy})
+                                                  "labels": ["a", "b", "c", "d"], "redundancy": redundancy,
+                                                  "strategy": strategy})
         session.flush()
         session.execute(insert(Unit), [{"project_id": project.id, "external_id": f"u{i}", "media": "bench.png",
                                         "width": 100, "height": 100, "data": {}} for i in range(units)])
@@ -172,6 +201,7 @@ async def volunteer(session: aiohttp.ClientSession, base: str, project_id: int, 
         if reply.status != 200:
             stats.error(f"submit {reply.status}")
             continue
+        stats.acks.append((time.perf_counter(), sum(r["status"] in (200, 201) for r in body["results"])))
         for result in body["results"]:
             if result["status"] in (200, 201):
                 stats.acked.add(result["answer_id"])
@@ -181,14 +211,15 @@ async def volunteer(session: aiohttp.ClientSession, base: str, project_id: int, 
 
 
 async def crowd(base: str, project_id: int, volunteers: int, batch: int, think: float, seconds: float,
-                stats: Stats) -> float:
+                stats: Stats) -> tuple[float, float]:
+    """Run the crowd; returns the whole run's length and the start of its steady part (all volunteers in)."""
     rng = random.Random(1)
     start = time.perf_counter()
     deadline = start + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=volunteers)) as session:
         await asyncio.gather(*(volunteer(session, base, project_id, batch, think, deadline, stats,
                                          random.Random(rng.random())) for _ in range(volunteers)))
-    return time.perf_counter() - start
+    return time.perf_counter() - start, start + 2 * batch * think
 
 
 def check(url: str, project_id: int, redundancy: int, stats: Stats) -> dict[str, int]:
@@ -221,6 +252,8 @@ def main() -> None:
     parser.add_argument("--bare-connections", type=int, default=16, help="connections for the ceiling")
     parser.add_argument("--units", type=int, default=40_000, help="units in the project")
     parser.add_argument("--redundancy", type=int, default=3, help="answers wanted per unit")
+    parser.add_argument("--strategy", default="depth_first",
+                        choices=["depth_first", "breadth_first", "random", "priority"], help="the project's strategy")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--port", type=int, default=5077, help="port for the server under test")
@@ -234,7 +267,7 @@ def main() -> None:
     redis_url.flushdb()
     kwargs = redis_url.connection_pool.connection_kwargs
     redis_url = f"redis://{kwargs['host']}:{kwargs['port']}/14"
-    url, project_id = prepare_database(base_db, args.units, args.redundancy)
+    url, project_id = prepare_database(base_db, args.units, args.redundancy, args.strategy)
     env = dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, SECRET_KEY="bench",
                MICROTASKS_RATELIMIT_VOLUNTEER="1000000/minute", MICROTASKS_RATELIMIT_ADDRESS="1000000/minute",
                MICROTASKS_INSTANCE_DIR="/tmp/microtasks-bench")
@@ -257,22 +290,26 @@ def main() -> None:
             profiler = subprocess.Popen(["py-spy", "record", "--format", "raw", "-o", str(args.profile), "--duration",
                                          str(int(args.duration)), "--pid", workers[0], "--nonblocking"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        elapsed = asyncio.run(crowd(base, project_id, args.volunteers, args.batch, args.think, args.duration, stats))
+        cpu_before = cpu_seconds(server.pid)
+        elapsed, steady = asyncio.run(crowd(base, project_id, args.volunteers, args.batch, args.think, args.duration,
+                                            stats))
+        cpu_after = cpu_seconds(server.pid)
         if profiler:
             profiler.wait()
     finally:
         server.terminate()
         server.wait()
     result = check(url, project_id, args.redundancy, stats)
-    rate = result["acknowledged"] / elapsed
+    end = max(t for t, _ in stats.acks)
+    rate = sum(n for t, n in stats.acks if t >= steady) / (end - steady)
     print(f"\n## Serving benchmark: {args.volunteers} volunteers, batch {args.batch}, think {args.think}s/unit, "
-          f"{args.duration:.0f}s; gunicorn {args.web_workers}x{args.threads} threads; PostgreSQL + Redis; 2 cores\n")
+          f"{args.duration:.0f}s, {args.strategy}; gunicorn {args.web_workers}x{args.threads} threads; PostgreSQL + Redis; 2 cores\n")
     print("| measure | value |\n|---|---|")
     print(f"| loading the project into Redis ({args.units} units), s | {load_seconds:.2f} |")
     print(f"| bare endpoint (1 Redis round trip), requests/s | {bare_rate:.0f} |")
     print(f"| bare endpoint p50 / p99 ms | {percentile(stats.latencies['health'], 50):.1f} / "
           f"{percentile(stats.latencies['health'], 99):.1f} |")
-    print(f"| answers/s acknowledged | {rate:.0f} |")
+    print(f"| answers/s acknowledged (once all volunteers have arrived) | {rate:.0f} |")
     print(f"| answers/s as share of bare requests/s | {rate / bare_rate:.0%} |")
     for call in ("next", "submit"):
         values = stats.latencies[call]
@@ -281,6 +318,11 @@ def main() -> None:
     for key, value in result.items():
         print(f"| {key} | {value} |")
     print(f"| errors | {stats.errors or 0} |")
+    print("\nWhere the two cores went during the serving loop:\n")
+    print("| process | CPU s | share of 2 cores | CPU ms per answer |\n|---|---|---|---|")
+    for name in cpu_before:
+        used = cpu_after[name] - cpu_before[name]
+        print(f"| {name} | {used:.1f} | {used / (2 * elapsed):.0%} | {1000 * used / max(1, len(stats.acked)):.2f} |")
     if args.profile:
         print(f"\nprofile written to {args.profile}")
 
