@@ -345,6 +345,23 @@ class Dispatcher:
         pipe.execute()
 
 
+def change_need(session: Session, unit_id: int, need: int) -> tuple[int, int, int, bool]:
+    """Set how many answers a unit needs: fewer to retire it early, more (up to the project's
+    ``max_redundancy``) to ask for more when its volunteers disagree.
+
+    Returns ``(project id, unit id, need, retired)``; after committing, pass them to
+    :meth:`Dispatcher.set_need` so serving follows at once.
+    """
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound(f"No unit {unit_id}.")
+    need = max(1, min(need, unit.project.max_redundancy))
+    unit.redundancy = need
+    unit.state = UnitState.retired if unit.answer_count >= need else UnitState.open
+    session.flush()
+    return unit.project_id, unit.id, need, unit.state is UnitState.retired
+
+
 def score(strategy: str, unit_id: int, filled: int, priority: int) -> float:
     """The sort key of an available unit (lower is served first); the Lua ``score`` computes the same."""
     if strategy == "breadth_first":

@@ -260,3 +260,28 @@ def test_answer_updates_arriving_out_of_order_never_reopen_a_full_unit(session_m
     dispatcher.answered([(project_id, unit_id, b, 2, False)])  # b's update (second answer) lands first
     dispatcher.answered([(project_id, unit_id, a, 1, False)])
     assert lease(session_maker, dispatcher, project_id, d) == []  # two answers and c's lease fill it
+
+
+def test_a_unit_can_retire_early_and_then_ask_for_more(session_maker, dispatcher, project_with):
+    """Lowering a unit's need retires it at once; raising it (up to the maximum) serves it again."""
+    from microtasks.serving import change_need
+
+    project_id = project_with(n=1, redundancy=3, max_redundancy=4)
+    a, b, c, d, e = volunteers(session_maker, 5)
+    for volunteer_id in (a, b):
+        (unit_id,) = lease(session_maker, dispatcher, project_id, volunteer_id)
+        answer(session_maker, dispatcher, project_id, volunteer_id, unit_id)
+
+    def need(value):
+        with session_maker() as session:
+            changed = change_need(session, unit_id, value)
+            session.commit()
+        dispatcher.set_need(*changed)
+        return changed
+
+    assert need(2) == (project_id, unit_id, 2, True)
+    assert lease(session_maker, dispatcher, project_id, c) == []
+    assert need(9) == (project_id, unit_id, 4, False)  # capped at max_redundancy
+    assert lease(session_maker, dispatcher, project_id, c) == [unit_id]
+    assert lease(session_maker, dispatcher, project_id, d) == [unit_id]
+    assert lease(session_maker, dispatcher, project_id, e) == []
