@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -78,8 +78,9 @@ def submit_answers(session: Session, volunteer_id: int,
     """Store several answers of one volunteer; each succeeds or fails on its own.
 
     The result has one entry per item, in order: a :class:`Submission`, or the error
-    that refused that item (nothing of it is stored). A handful of statements serve the
-    whole batch: the look-ups, one insert, one counting update per unit. The caller commits.
+    that refused that item (nothing of it is stored). The whole batch costs three
+    statements: one read (each unit with its serving to and answer by this volunteer),
+    one conditional counting update, one insert. The caller commits.
     """
     ids: list[str | MicrotasksError] = []
     for item in items:
@@ -87,19 +88,15 @@ def submit_answers(session: Session, volunteer_id: int,
             ids.append(normalise_answer_id(item.answer_id))
         except ValidationError as error:
             ids.append(error)
-    wanted = [i for i in ids if isinstance(i, str)]
-    existing = {row.answer_uuid: row for row in session.execute(
-        select(Answer.answer_uuid, Answer.unit_id, Answer.volunteer_id, Answer.payload, Answer.gold_score,
-               Unit.project_id, Unit.gold.is_not(None).label("is_gold"))
-        .join(Unit, Unit.id == Answer.unit_id).where(Answer.answer_uuid.in_(wanted)))} if wanted else {}
     unit_ids = {item.unit_id for item in items}
     units = {row.id: row for row in session.execute(
-        select(Unit.id, Unit.project_id, Unit.width, Unit.height, Unit.gold, Unit.redundancy)
+        select(Unit.id, Unit.project_id, Unit.width, Unit.height, Unit.gold, Unit.redundancy,
+               Assignment.id.is_not(None).label("served"), Answer.answer_uuid, Answer.payload, Answer.gold_score)
+        .outerjoin(Assignment, and_(Assignment.unit_id == Unit.id, Assignment.volunteer_id == volunteer_id))
+        .outerjoin(Answer, and_(Answer.unit_id == Unit.id, Answer.volunteer_id == volunteer_id))
         .where(Unit.id.in_(unit_ids)))}
     projects = {p.id: p for p in session.scalars(
         select(Project).where(Project.id.in_({row.project_id for row in units.values()})))}
-    served = set(session.scalars(select(Assignment.unit_id).where(
-        Assignment.volunteer_id == volunteer_id, Assignment.unit_id.in_(unit_ids))))
 
     results: list[Submission | MicrotasksError | None] = []
     rows: list[dict[str, Any]] = []
@@ -107,43 +104,60 @@ def submit_answers(session: Session, volunteer_id: int,
         try:
             if isinstance(answer_id, MicrotasksError):
                 raise answer_id
-            if answer_id in existing:
-                results.append(_retry(existing[answer_id], volunteer_id, item.unit_id))
-            elif any(row["answer_uuid"] == answer_id for row in rows):
-                raise Conflict("This answer id is given twice in one request.", field="answer_id")
-            else:
-                rows.append(_checked(volunteer_id, item, answer_id, units, projects, served))
-                results.append(None)
+            results.append(_known(units, volunteer_id, item, answer_id, rows))
+            if results[-1] is None:
+                rows.append(_checked(volunteer_id, item, answer_id, units[item.unit_id],
+                                     projects[units[item.unit_id].project_id]))
         except MicrotasksError as error:
             results.append(error)
-    if rows:
-        # executemany with RETURNING: one cached statement, sent as one multi-row insert.
-        stored = set(session.connection().execute(
-            _insert(session, Answer.__table__).on_conflict_do_nothing().returning(Answer.answer_uuid), rows).scalars())
-        counts = _count(session, [r for r in rows if r["answer_uuid"] in stored], units, projects)
-        fresh = iter(rows)
-        for position, result in enumerate(results):
-            if result is None:
-                row = next(fresh)
-                unit = units[row["unit_id"]]
-                try:
-                    if row["answer_uuid"] not in stored:
-                        results[position] = _lost_race(session, volunteer_id, row)
-                        continue
-                    count = counts.get(unit.id)
-                    need = unit_need(projects[unit.project_id], unit)
-                    results[position] = Submission(
-                        answer_id=row["answer_uuid"], unit_id=unit.id, project_id=unit.project_id,
-                        payload=row["payload"], created=True, gold=unit.gold is not None,
-                        gold_score=row["gold_score"], answer_count=count,
-                        completed_unit=count is not None and count >= need)
-                except MicrotasksError as error:
-                    results[position] = error
-        counted = [r.answer_id for r in results if isinstance(r, Submission) and r.created and r.counted]
-        if counted:
-            session.connection().execute(
-                update(Answer.__table__).where(Answer.answer_uuid.in_(counted)).values(counted=True))
+    if not rows:
+        return [r for r in results if r is not None]
+
+    counts = _count(session, [units[row["unit_id"]] for row in rows], projects)
+    for row in rows:
+        row["counted"] = row["unit_id"] in counts
+    # executemany with RETURNING: one cached statement, sent as one multi-row insert.
+    stored = set(session.connection().execute(
+        _insert(session, Answer.__table__).on_conflict_do_nothing().returning(Answer.answer_uuid), rows).scalars())
+    lost = [row for row in rows if row["answer_uuid"] not in stored]
+    if lost:
+        _uncount(session, [row["unit_id"] for row in lost if row["counted"]])
+    fresh = iter(rows)
+    for position, result in enumerate(results):
+        if result is not None:
+            continue
+        row = next(fresh)
+        unit = units[row["unit_id"]]
+        try:
+            if row["answer_uuid"] not in stored:
+                results[position] = _lost_race(session, volunteer_id, row)
+                continue
+            count = counts.get(unit.id)
+            results[position] = Submission(
+                answer_id=row["answer_uuid"], unit_id=unit.id, project_id=unit.project_id, payload=row["payload"],
+                created=True, gold=unit.gold is not None, gold_score=row["gold_score"], answer_count=count,
+                completed_unit=count is not None and count >= unit_need(projects[unit.project_id], unit))
+        except MicrotasksError as error:
+            results[position] = error
     return [r for r in results if r is not None]
+
+
+def _known(units: dict[int, Any], volunteer_id: int, item: AnswerIn, answer_id: str,
+           rows: list[dict[str, Any]]) -> Submission | None:
+    """The stored answer when this is a retry; None for a new answer; an error when it cannot be stored."""
+    unit = units.get(item.unit_id)
+    if unit is None:
+        raise NotFound(f"No unit {item.unit_id}.", field="unit_id")
+    if unit.answer_uuid is not None:
+        if unit.answer_uuid != answer_id:
+            raise Conflict("You have already answered this unit.", field="unit_id")
+        return Submission(answer_id=answer_id, unit_id=unit.id, project_id=unit.project_id, payload=unit.payload,
+                          created=False, gold=unit.gold is not None, gold_score=unit.gold_score)
+    if any(row["answer_uuid"] == answer_id or row["unit_id"] == unit.id for row in rows):
+        raise Conflict("This answer id or unit is given twice in one request.", field="answer_id")
+    if not unit.served:
+        raise Conflict("This unit was not served to you; ask for the next unit first.", field="unit_id")
+    return None
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -151,15 +165,9 @@ def _insert(session: Session, table: Any) -> Any:
     return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
-def _checked(volunteer_id: int, item: AnswerIn, answer_id: str, units: dict[int, Any],
-             projects: dict[int, Project], served: set[int]) -> dict[str, Any]:
+def _checked(volunteer_id: int, item: AnswerIn, answer_id: str, unit: Any, project: Project) -> dict[str, Any]:
     """The row to insert for a new answer, or the error that refuses it."""
-    unit = units.get(item.unit_id)
-    if unit is None:
-        raise NotFound(f"No unit {item.unit_id}.", field="unit_id")
-    if item.unit_id not in served:
-        raise Conflict("This unit was not served to you; ask for the next unit first.", field="unit_id")
-    clean = validate_answer(spec_for(projects[unit.project_id], unit.width, unit.height), item.payload)
+    clean = validate_answer(spec_for(project, unit.width, unit.height), item.payload)
     return {"answer_uuid": answer_id, "unit_id": unit.id, "volunteer_id": volunteer_id, "payload": clean,
             "duration_ms": item.duration_ms, "counted": False, "created_at": utcnow(),
             "gold_score": gold.score(unit.gold, clean) if unit.gold is not None else None}
@@ -170,16 +178,15 @@ def unit_need(project: Project, unit: Any) -> int:
     return unit.redundancy or project.redundancy
 
 
-def _count(session: Session, rows: list[dict[str, Any]], units: dict[int, Any],
-           projects: dict[int, Project]) -> dict[int, int]:
-    """Count stored answers toward their units while the units still need them; retire full units.
+def _count(session: Session, units: list[Any], projects: dict[int, Project]) -> dict[int, int]:
+    """Count one new answer toward each of ``units`` that still needs it; retire units that become full.
 
-    One conditional ``UPDATE`` per project: a unit gets at most one answer per volunteer,
-    so each unit is counted at most once here. Returns the new count of each counted unit.
+    One conditional ``UPDATE`` per project (each unit appears once: one answer per
+    volunteer per unit). Gold units are never counted. Returns the new count of each
+    counted unit.
     """
     by_project: dict[int, list[int]] = {}
-    for row in rows:
-        unit = units[row["unit_id"]]
+    for unit in units:
         if unit.gold is None:
             by_project.setdefault(unit.project_id, []).append(unit.id)
     counts: dict[int, int] = {}
@@ -193,6 +200,14 @@ def _count(session: Session, rows: list[dict[str, Any]], units: dict[int, Any],
                     state=case((table.c.answer_count + 1 >= need, UnitState.retired.value), else_=table.c.state))
             .returning(table.c.id, table.c.answer_count)).all())
     return counts
+
+
+def _uncount(session: Session, unit_ids: list[int]) -> None:
+    """Take back counts whose answers a concurrent request beat us to (we hold the rows' locks: exact)."""
+    if unit_ids:
+        table = Unit.__table__
+        session.connection().execute(update(table).where(table.c.id.in_(unit_ids)).values(
+            answer_count=table.c.answer_count - 1, state=UnitState.open.value))
 
 
 def _lost_race(session: Session, volunteer_id: int, row: dict[str, Any]) -> Submission:

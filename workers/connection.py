@@ -57,10 +57,18 @@ def enqueue_unique(connection: "redis.Redis", queue_name: str, func: str, job_id
     return job_id
 
 
-def enqueue_consensus(connection: "redis.Redis", unit_id: int, n_answers: int) -> str:
-    """One consensus job per unit and answer count, so a new answer gets a fresh job but a retry does not."""
-    return enqueue_unique(connection, "consensus", "workers.jobs.compute_consensus",
-                          f"consensus-{unit_id}-{n_answers}", unit_id)
+def enqueue_consensus(connection: "redis.Redis", completed: list[tuple[int, int]]) -> list[str]:
+    """Queue consensus for units that just got their answers, ``(unit, counted answers)`` each, in one round trip.
+
+    The job id is ``consensus-<unit>-<answers>``. Only one answer can bring a unit to a
+    given count (the database counts), so no two requests queue the same id; a job run
+    twice anyway writes the same upsert.
+    """
+    consensus = queue(connection, "consensus")
+    jobs = [Queue.prepare_data("workers.jobs.compute_consensus", (unit_id,), job_id=f"consensus-{unit_id}-{count}",
+                               retry=Retry(max=3, interval=[10, 60, 300]), result_ttl=3600, failure_ttl=7 * 86400)
+            for unit_id, count in completed]
+    return [job.id for job in consensus.enqueue_many(jobs)] if jobs else []
 
 
 def enqueue_import(connection: "redis.Redis", batch_id: int) -> str:
@@ -75,6 +83,4 @@ def after_answers(connection: "redis.Redis", dispatcher: Dispatcher, volunteer_i
         # An ordinary answer that was not counted means its unit is already full.
         dispatcher.answered([(o.project_id, o.unit_id, volunteer_id, o.answer_count,
                               not o.gold and (o.completed_unit or not o.counted)) for o in created])
-    for outcome in created:
-        if outcome.completed_unit:
-            enqueue_consensus(connection, outcome.unit_id, outcome.answer_count or 0)
+    enqueue_consensus(connection, [(o.unit_id, o.answer_count or 0) for o in created if o.completed_unit])
