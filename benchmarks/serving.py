@@ -12,7 +12,7 @@ Needs PostgreSQL and Redis on this machine (``DATABASE_URL``/``REDIS_URL`` defau
 127.0.0.1); it uses a database ``microtasks_bench`` (created, and emptied each run) and
 Redis database 14. Install its one extra dependency with ``pip install -e '.[bench]'``.
 
-    python benchmarks/serving.py --volunteers 220 --batch 10 --duration 50 --web-workers 4 --threads 1
+    python benchmarks/serving.py --volunteers 220 --batch 10 --duration 50 --web-workers 6 --threads 1
 """
 
 from __future__ import annotations
