@@ -173,7 +173,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int, web_processes
                DATABASE_URL=settings.database_url)
     env["REDIS_URL"] = settings.redis_url or _start_embedded_redis(settings)
     children = [subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(web_processes), "--threads", "4",
+        [sys.executable, "-m", "gunicorn", "--workers", str(web_processes), "--threads", "1", "--keep-alive", "30",
          "--bind", f"{host}:{port}", "--access-logfile", "-", "--log-level", "warning", "web.wsgi:app"],
         env=env)]
     for _ in range(workers):
@@ -205,7 +205,7 @@ def _serve(settings: Settings, host: str, port: int, workers: int, web_processes
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, help="RQ worker processes to start.")
-@click.option("--web-processes", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option("--web-processes", default=4, show_default=True, help="gunicorn worker processes.")
 def serve(host: str, port: int, workers: int, web_processes: int) -> None:
     settings = _settings()
     upgrade(settings.database_url)
@@ -229,7 +229,7 @@ def demo(host: str, port: int, workers: int, no_serve: bool) -> None:
         return
     click.echo(f"\n  Open http://{host}:{port}/ to volunteer; http://{host}:{port}/owner/ for the owner "
                f"pages (API key above).\n")
-    _serve(settings, host, port, workers, 2)
+    _serve(settings, host, port, workers, 3)
 
 
 @cli.command(help="Demo only: simulated volunteers answer a demo project's open units, "
