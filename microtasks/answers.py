@@ -43,6 +43,8 @@ class Submission:
     answer_count: int | None = None
     #: True when this answer gave the unit all the answers it needs.
     completed_unit: bool = False
+    #: True when consensus should look at the unit now (it completed, or adaptive redundancy may act).
+    consensus_due: bool = False
 
     @property
     def counted(self) -> bool:
@@ -133,10 +135,14 @@ def submit_answers(session: Session, volunteer_id: int,
                 results[position] = _lost_race(session, volunteer_id, row)
                 continue
             count = counts.get(unit.id)
+            project = projects[unit.project_id]
+            completed = count is not None and count >= unit_need(project, unit)
+            adaptive = count is not None and project.confidence_threshold is not None and \
+                count >= (project.min_redundancy or project.redundancy)
             results[position] = Submission(
                 answer_id=row["answer_uuid"], unit_id=unit.id, project_id=unit.project_id, payload=row["payload"],
                 created=True, gold=unit.gold is not None, gold_score=row["gold_score"], answer_count=count,
-                completed_unit=count is not None and count >= unit_need(projects[unit.project_id], unit))
+                completed_unit=completed, consensus_due=completed or adaptive)
         except MicrotasksError as error:
             results[position] = error
     return [r for r in results if r is not None]

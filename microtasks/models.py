@@ -131,6 +131,11 @@ class Project(Base):
     #: The most answers consensus may ask for on a unit whose volunteers disagree.
     max_redundancy: Mapped[int] = mapped_column(Integer, default=10)
     strategy: Mapped[Strategy] = mapped_column(_enum(Strategy), default=Strategy.depth_first)
+    #: Answers after which consensus may retire a unit early (None: the redundancy itself).
+    min_redundancy: Mapped[Optional[int]] = mapped_column(Integer)
+    #: Consensus confidence that retires a unit early, and below which a full unit asks for more
+    #: answers (up to ``max_redundancy``); None turns adaptive redundancy off.
+    confidence_threshold: Mapped[Optional[float]] = mapped_column(Float)
     #: Share of gold units among a new volunteer's first ``gold_warmup`` units, then ``gold_rate``.
     gold_warmup_rate: Mapped[float] = mapped_column(Float, default=0.4)
     gold_warmup: Mapped[int] = mapped_column(Integer, default=20)
@@ -263,3 +268,34 @@ class ConsensusResult(Base):
     version: Mapped[str] = mapped_column(String(20))
     job_id: Mapped[Optional[str]] = mapped_column(String(100))
     computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProjectModel(Base):
+    """The consensus model last fitted on all of a project's answers: what incremental updates start from."""
+
+    __tablename__ = "project_model"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(60))
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Labels, class prior and the typical volunteer's confusion matrix (for volunteers not yet fitted).
+    model: Mapped[dict[str, Any]] = mapped_column()
+    n_answers: Mapped[int] = mapped_column(Integer)
+    fitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class VolunteerReliability(Base):
+    """A volunteer's fitted reliability in one project: skill with its uncertainty, and confusion matrix."""
+
+    __tablename__ = "volunteer_reliability"
+    __table_args__ = (UniqueConstraint("project_id", "volunteer_id", name="uq_volunteer_reliability_project"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"), index=True)
+    #: Expected share of correct answers, and its posterior standard deviation.
+    skill: Mapped[float] = mapped_column(Float)
+    skill_std: Mapped[float] = mapped_column(Float)
+    #: Row k: the probabilities of each given label when the truth is label k (project label order).
+    confusion: Mapped[list[Any]] = mapped_column()
+    n_answers: Mapped[int] = mapped_column(Integer)

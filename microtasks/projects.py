@@ -83,6 +83,8 @@ def create_project(session: Session, owner: Owner, settings: dict[str, Any]) -> 
         gold_warmup_rate=settings.get("gold_warmup_rate", 0.4),
         gold_warmup=settings.get("gold_warmup", 20),
         gold_rate=settings.get("gold_rate", 0.1),
+        min_redundancy=settings.get("min_redundancy"),
+        confidence_threshold=settings.get("confidence_threshold"),
     )
     session.add(project)
     session.flush()

@@ -4,20 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from microtasks import __version__
-from microtasks.consensus import MajorityVote, MarkMajority, MultiLabelMajority
+from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MajorityVote, MarkMajority, MultiLabelMajority
+from microtasks.consensus.incremental import ReliabilityModel
 from microtasks.errors import NotFound
-from microtasks.models import Answer, ConsensusResult, Project, TaskType, Unit, Volunteer, utcnow
+from microtasks.models import (
+    Answer,
+    ConsensusResult,
+    Project,
+    ProjectModel,
+    TaskType,
+    Unit,
+    UnitState,
+    VolunteerReliability,
+    utcnow,
+)
 
 
-def aggregate_unit(project: Project, answers: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
-    """Consensus for one unit's ``(volunteer, payload)`` answers: result, confidence, algorithm, parameters."""
+def aggregate_unit(project: Project, answers: list[tuple[str, dict[str, Any]]],
+                   model: ReliabilityModel | None = None, fitted: str | None = None) -> dict[str, Any]:
+    """Consensus for one unit's ``(volunteer, payload)`` answers: result, confidence, algorithm, parameters.
+
+    For single-label tagging with a fitted ``model`` (named ``fitted``), the unit's posterior
+    comes from the volunteers' fitted reliabilities; otherwise from a majority vote.
+    """
+    if project.task_type is TaskType.tagging and not project.multi_select and model is not None:
+        posterior = model.posterior([(v, p["label"]) for v, p in answers])
+        best = int(np.argmax(posterior))
+        shares = {str(label): round(float(share), 4) for label, share in zip(model.labels, posterior) if share >= 1e-4}
+        return {"result": {"label": model.labels[best], "shares": shares}, "confidence": float(posterior[best]),
+                "algorithm": f"{fitted}+incremental", "parameters": {"reliabilities": "last refit"}}
     if project.task_type is TaskType.tagging and project.multi_select:
         frame = pd.DataFrame({"unit": 0, "volunteer": [v for v, _ in answers],
                               "labels": [p["labels"] for _, p in answers]})
@@ -48,28 +71,123 @@ def aggregate_unit(project: Project, answers: list[tuple[str, dict[str, Any]]]) 
             "algorithm": model.name, "parameters": model.parameters}
 
 
+def _upsert(session: Session, values: dict[str, Any]) -> None:
+    """Insert or replace a unit's consensus result."""
+    dialect = session.get_bind().dialect.name
+    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(ConsensusResult).values(**values)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=[ConsensusResult.unit_id],
+        set_={key: statement.excluded[key] for key in values if key != "unit_id"}))
+
+
+def adaptive_need(count: int, need: int, minimum: int, maximum: int, threshold: float | None,
+                  confidence: float) -> int | None:
+    """A unit's new need after its consensus, or None to leave it as it is.
+
+    With a threshold set: once a unit has its minimum answers, a confidence at or above the
+    threshold retires it at its current count; a unit that has all the answers it needs but
+    stays below the threshold asks for one more, up to the maximum.
+    """
+    if threshold is None or count < minimum:
+        return None
+    if confidence >= threshold and count < need:
+        return count
+    if confidence < threshold and count >= need and need < maximum:
+        return need + 1
+    return None
+
+
+def load_model(session: Session, project_id: int, volunteer_ids: list[int]) -> tuple[ReliabilityModel, str] | None:
+    """The project's last fitted model, with the matrices of the given volunteers only."""
+    stored = session.get(ProjectModel, project_id)
+    if stored is None:
+        return None
+    rows = session.execute(select(VolunteerReliability.volunteer_id, VolunteerReliability.confusion).where(
+        VolunteerReliability.project_id == project_id, VolunteerReliability.volunteer_id.in_(volunteer_ids)))
+    return ReliabilityModel.from_json(stored.model, dict(rows.all())), stored.algorithm
+
+
 def compute_consensus(session: Session, unit_id: int, job_id: str | None = None) -> ConsensusResult:
     """Aggregate all stored answers of a unit and upsert its result (keyed by unit)."""
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise NotFound(f"No unit {unit_id}.")
     answers = session.execute(
-        select(Volunteer.public_id, Answer.payload).join(Volunteer, Volunteer.id == Answer.volunteer_id)
-        .where(Answer.unit_id == unit_id).order_by(Answer.id)
+        select(Answer.volunteer_id, Answer.payload).where(Answer.unit_id == unit_id, Answer.counted)
+        .order_by(Answer.id)
     ).all()
     if not answers:
         raise NotFound(f"Unit {unit_id} has no answers yet.")
-    decided = aggregate_unit(unit.project, [(v, p) for v, p in answers])
+    loaded = load_model(session, unit.project_id, [v for v, _ in answers])
+    model, fitted = loaded if loaded else (None, None)
+    decided = aggregate_unit(unit.project, [(v, p) for v, p in answers], model, fitted)
     values = dict(unit_id=unit_id, n_answers=len(answers), version=__version__, job_id=job_id,
                   computed_at=utcnow(), **decided)
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(ConsensusResult).values(**values)
-    statement = statement.on_conflict_do_update(
-        index_elements=[ConsensusResult.unit_id],
-        set_={key: statement.excluded[key] for key in values if key != "unit_id"},
-    )
-    session.execute(statement)
+    _upsert(session, values)
     return session.scalars(
         select(ConsensusResult).where(ConsensusResult.unit_id == unit_id).execution_options(populate_existing=True)
     ).one()
+
+
+#: A project's label model is refitted once it has this many counted answers, then whenever
+#: its answers have grown by ``REFIT_GROWTH`` since the last fit.
+REFIT_FIRST = 50
+REFIT_GROWTH = 1.25
+
+
+def refit_due(session: Session, project: Project) -> int | None:
+    """The project's counted answers when its label model should be refitted now, else None."""
+    if project.task_type is not TaskType.tagging or project.multi_select:
+        return None
+    answers = session.scalar(select(func.count()).select_from(Answer).join(Unit).where(
+        Unit.project_id == project.id, Answer.counted)) or 0
+    stored = session.get(ProjectModel, project.id)
+    if answers >= REFIT_FIRST and (stored is None or answers >= REFIT_GROWTH * stored.n_answers):
+        return answers
+    return None
+
+
+def refit_project(session: Session, project_id: int, job_id: str | None = None) -> int:
+    """Fit the default label model on all of a single-label project's answers, with its gold units.
+
+    Stores the model and every volunteer's reliability (what incremental updates use) and
+    rewrites the consensus of every retired unit from the fit. Returns the answers fitted.
+    """
+    project = session.get(Project, project_id)
+    if project is None:
+        raise NotFound(f"No project {project_id}.")
+    if project.task_type is not TaskType.tagging or project.multi_select:
+        return 0
+    rows = session.execute(select(Answer.unit_id, Answer.volunteer_id, Answer.payload).join(Unit).where(
+        Unit.project_id == project_id, (Answer.counted) | (Unit.gold.is_not(None)))).all()
+    if not rows:
+        return 0
+    answers = pd.DataFrame({"unit": [r[0] for r in rows], "volunteer": [r[1] for r in rows],
+                            "label": [r[2]["label"] for r in rows]})
+    gold = pd.Series(dict(session.execute(select(Unit.id, Unit.gold).where(
+        Unit.project_id == project_id, Unit.gold.is_not(None))).all()), dtype=object).map(lambda g: g["label"])
+    method = LABEL_METHODS[DEFAULT_LABEL_METHOD]()
+    fitted = method.fit(answers, gold if len(gold) else None)
+    counts = answers.groupby("volunteer").size()
+    model = ReliabilityModel.from_fitted(fitted, counts)
+    session.execute(delete(VolunteerReliability).where(VolunteerReliability.project_id == project_id))
+    session.execute(insert(VolunteerReliability), [
+        {"project_id": project_id, "volunteer_id": int(v), "skill": float(fitted.skills_[v]),
+         "skill_std": float(fitted.skills_std_[v]), "confusion": model.confusions[v].round(6).tolist(),
+         "n_answers": int(counts[v])} for v in model.confusions])
+    stored = session.get(ProjectModel, project_id) or ProjectModel(project_id=project_id)
+    stored.algorithm, stored.parameters, stored.model = method.name, method.parameters, model.to_json()
+    stored.n_answers, stored.fitted_at = len(answers), utcnow()
+    session.add(stored)
+    retired = session.execute(select(Unit.id, Unit.answer_count).where(
+        Unit.project_id == project_id, Unit.state == UnitState.retired, Unit.gold.is_(None))).all()
+    for unit_id, n_answers in retired:
+        if unit_id not in fitted.probas_.index:
+            continue
+        posterior = fitted.probas_.loc[unit_id]
+        shares = {str(k): round(float(v), 4) for k, v in posterior.items() if v >= 1e-4}
+        _upsert(session, dict(unit_id=int(unit_id), n_answers=int(n_answers), version=__version__, job_id=job_id,
+                              computed_at=utcnow(), result={"label": fitted.labels_[unit_id], "shares": shares},
+                              confidence=float(fitted.confidences_[unit_id]), algorithm=method.name,
+                              parameters=method.parameters))
+    return len(answers)

@@ -78,3 +78,9 @@ def test_every_cli_option_has_help_text():
     missing = [f"{name} {param.name}" for name, command in cli.commands.items() for param in command.params
                if param.param_type_name == "option" and not param.help]
     assert missing == []
+
+
+def test_refit_of_a_project_without_answers_says_so(cli_project):
+    """The refit command names a project with nothing to fit instead of failing."""
+    result = CliRunner().invoke(cli, ["refit", cli_project])
+    assert result.exit_code == 0 and "Nothing to refit in 'cli-tags'" in result.output

@@ -143,6 +143,21 @@ def export(slug: str, kind: str, fmt: str, out: Path | None) -> None:
         click.echo(f"Wrote {out}.", err=True)
 
 
+@cli.command(help="Refit a single-label project's consensus model on all its answers and gold now, "
+                  "rewriting its retired units' results (a worker also does this as answers grow).")
+@click.argument("slug")
+def refit(slug: str) -> None:
+    from microtasks.results import refit_project
+
+    settings = _settings()
+    with session_factory(settings.database_url)() as session:
+        project = _project(session, slug)
+        fitted = refit_project(session, project.id)
+        session.commit()
+    click.echo(f"Refitted {slug!r} on {fitted} answers." if fitted else
+               f"Nothing to refit in {slug!r} (it needs single-label answers).")
+
+
 @cli.command(help="Run an RQ worker for the consensus and import queues.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 def worker(burst: bool) -> None:

@@ -71,6 +71,12 @@ def enqueue_consensus(connection: "redis.Redis", completed: list[tuple[int, int]
     return [job.id for job in consensus.enqueue_many(jobs)] if jobs else []
 
 
+def enqueue_refit(connection: "redis.Redis", project_id: int, n_answers: int) -> str:
+    """A refit of a project's label model; one job per project and 100 answers at most."""
+    return enqueue_unique(connection, "default", "workers.jobs.refit_project", f"refit-{project_id}-{n_answers // 100}",
+                          project_id)
+
+
 def enqueue_import(connection: "redis.Redis", batch_id: int) -> str:
     return enqueue_unique(connection, "imports", "workers.jobs.import_batch", f"import-{batch_id}", batch_id)
 
@@ -83,4 +89,4 @@ def after_answers(connection: "redis.Redis", dispatcher: Dispatcher, volunteer_i
         # An ordinary answer that was not counted means its unit is already full.
         dispatcher.answered([(o.project_id, o.unit_id, volunteer_id, o.answer_count,
                               not o.gold and (o.completed_unit or not o.counted)) for o in created])
-    enqueue_consensus(connection, [(o.unit_id, o.answer_count or 0) for o in created if o.completed_unit])
+    enqueue_consensus(connection, [(o.unit_id, o.answer_count or 0) for o in created if o.consensus_due])

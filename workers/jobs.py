@@ -17,9 +17,9 @@ from microtasks import importing, results
 from microtasks.config import Settings
 from microtasks.db import session_factory
 from microtasks.errors import ValidationError
-from microtasks.models import Batch, BatchState, utcnow
-from microtasks.serving import Dispatcher
-from workers.connection import connect
+from microtasks.models import Batch, BatchState, Unit, utcnow
+from microtasks.serving import Dispatcher, change_need
+from workers.connection import connect, enqueue_refit
 
 
 @contextmanager
@@ -35,11 +35,32 @@ def _job_id() -> str | None:
 
 
 def compute_consensus(unit_id: int) -> dict:
-    """Aggregate a unit's answers and upsert its consensus result."""
-    with job_session() as (_, session):
+    """Aggregate a unit's answers and upsert its result; adaptive redundancy may retire it or ask for more."""
+    with job_session() as (settings, session):
         result = results.compute_consensus(session, unit_id, job_id=_job_id())
+        unit = session.get(Unit, unit_id)
+        project = unit.project
+        need = results.adaptive_need(unit.answer_count, unit.redundancy or project.redundancy,
+                                     project.min_redundancy or project.redundancy, project.max_redundancy,
+                                     project.confidence_threshold, result.confidence)
+        changed = change_need(session, unit_id, need) if need is not None else None
         session.commit()
-        return {"unit_id": unit_id, "confidence": result.confidence, "n_answers": result.n_answers}
+        connection = connect(settings)
+        if changed is not None:
+            Dispatcher(connection).set_need(*changed)
+        due = results.refit_due(session, project)
+        if due is not None:
+            enqueue_refit(connection, project.id, due)
+        return {"unit_id": unit_id, "confidence": result.confidence, "n_answers": result.n_answers,
+                "need": changed[2] if changed else None}
+
+
+def refit_project(project_id: int) -> dict:
+    """Refit a project's label model on all its answers and gold; rewrite retired units' consensus."""
+    with job_session() as (_, session):
+        fitted = results.refit_project(session, project_id, job_id=_job_id())
+        session.commit()
+        return {"project_id": project_id, "answers": fitted}
 
 
 def import_batch(batch_id: int) -> dict:

@@ -32,6 +32,11 @@ class ProjectSchema(Schema):
     redundancy = fields.Integer(load_default=3, validate=validate.Range(min=1, max=100))
     lease_seconds = fields.Integer(load_default=600, validate=validate.Range(min=30, max=86_400))
     max_redundancy = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    min_redundancy = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=100),
+                                    metadata={"description": "Answers after which a confident unit may retire early."})
+    confidence_threshold = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.5, max=1),
+                                        metadata={"description": "Consensus confidence that retires a unit early; "
+                                                  "below it a full unit asks for more answers. Null: off."})
     strategy = fields.Enum(Strategy, by_value=True, load_default=Strategy.depth_first, metadata={
         "description": "Order of serving: finish started units first, spread evenly, random, or owner priority."})
     gold_warmup_rate = fields.Float(load_default=0.4, validate=validate.Range(min=0, max=1),
