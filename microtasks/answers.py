@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from microtasks import gold
 from microtasks.errors import Conflict, MicrotasksError, NotFound, ValidationError
-from microtasks.models import Answer, Assignment, Project, Unit, UnitState, utcnow
+from microtasks.models import Answer, Assignment, Project, Quarantine, Unit, UnitState, utcnow
 from microtasks.tasktypes import spec_for, validate_answer
 
 
@@ -99,6 +99,10 @@ def submit_answers(session: Session, volunteer_id: int,
         .where(Unit.id.in_(unit_ids)))}
     projects = {p.id: p for p in session.scalars(
         select(Project).where(Project.id.in_({row.project_id for row in units.values()})))}
+    # A quarantined volunteer's answers are stored but count nowhere.
+    silenced = set(session.scalars(select(Quarantine.project_id).where(
+        Quarantine.volunteer_id == volunteer_id, Quarantine.released_at.is_(None),
+        Quarantine.project_id.in_(projects))))
 
     results: list[Submission | MicrotasksError | None] = []
     rows: list[dict[str, Any]] = []
@@ -115,7 +119,8 @@ def submit_answers(session: Session, volunteer_id: int,
     if not rows:
         return [r for r in results if r is not None]
 
-    counts = _count(session, [units[row["unit_id"]] for row in rows], projects)
+    counts = _count(session, [units[row["unit_id"]] for row in rows
+                              if units[row["unit_id"]].project_id not in silenced], projects)
     for row in rows:
         row["counted"] = row["unit_id"] in counts
     # executemany with RETURNING: one cached statement, sent as one multi-row insert.

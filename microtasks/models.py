@@ -299,3 +299,17 @@ class VolunteerReliability(Base):
     #: Row k: the probabilities of each given label when the truth is label k (project label order).
     confusion: Mapped[list[Any]] = mapped_column()
     n_answers: Mapped[int] = mapped_column(Integer)
+
+
+class Quarantine(Base):
+    """A volunteer whose answers in a project carry no weight, until the owner releases them."""
+
+    __tablename__ = "quarantine"
+    __table_args__ = (UniqueConstraint("project_id", "volunteer_id", name="uq_quarantine_project_volunteer"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"))
+    volunteer_id: Mapped[int] = mapped_column(ForeignKey("volunteer.id", ondelete="CASCADE"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    released_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from microtasks import __version__
 from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MajorityVote, MarkMajority, MultiLabelMajority
 from microtasks.consensus.incremental import ReliabilityModel
 from microtasks.errors import NotFound
+from microtasks.quarantine import Rules, quarantine, quarantined, suspects
 from microtasks.models import (
     Answer,
     ConsensusResult,
@@ -147,27 +149,63 @@ def refit_due(session: Session, project: Project) -> int | None:
     return None
 
 
-def refit_project(session: Session, project_id: int, job_id: str | None = None) -> int:
+@dataclass(frozen=True)
+class Refit:
+    """What a refit did."""
+
+    #: Answers the model was fitted on.
+    answers: int = 0
+    #: Volunteers newly quarantined, with the reason.
+    quarantined: dict[int, str] = field(default_factory=dict)
+    #: Units whose counts changed because of a quarantine (the serving cache must follow).
+    reopened: set[int] = field(default_factory=set)
+
+
+def refit_project(session: Session, project_id: int, job_id: str | None = None, rules: Rules = Rules()) -> Refit:
     """Fit the default label model on all of a single-label project's answers, with its gold units.
 
-    Stores the model and every volunteer's reliability (what incremental updates use) and
-    rewrites the consensus of every retired unit from the fit. Returns the answers fitted.
+    Volunteers who break the spam and carelessness :class:`~microtasks.quarantine.Rules` are
+    quarantined first and left out of the fit. Stores the model and every other volunteer's
+    reliability (what incremental updates use) and rewrites the consensus of every retired
+    unit from the fit. The caller commits.
     """
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"No project {project_id}.")
     if project.task_type is not TaskType.tagging or project.multi_select:
-        return 0
-    rows = session.execute(select(Answer.unit_id, Answer.volunteer_id, Answer.payload).join(Unit).where(
-        Unit.project_id == project_id, (Answer.counted) | (Unit.gold.is_not(None)))).all()
-    if not rows:
-        return 0
-    answers = pd.DataFrame({"unit": [r[0] for r in rows], "volunteer": [r[1] for r in rows],
-                            "label": [r[2]["label"] for r in rows]})
+        return Refit()
+    rows = session.execute(
+        select(Answer.unit_id, Answer.volunteer_id, Answer.payload, Answer.duration_ms, Answer.counted,
+               Unit.gold.is_not(None)).join(Unit).where(Unit.project_id == project_id)).all()
+    frame = pd.DataFrame({"unit": [r[0] for r in rows], "volunteer": [r[1] for r in rows],
+                          "label": [r[2]["label"] for r in rows], "ms": [r[3] for r in rows],
+                          "fit": [bool(r[4] or r[5]) for r in rows]}).astype({"ms": float})
+    frame = frame[~frame.volunteer.isin(quarantined(session, project_id))]
+    if not frame.fit.any():
+        return Refit()
     gold = pd.Series(dict(session.execute(select(Unit.id, Unit.gold).where(
         Unit.project_id == project_id, Unit.gold.is_not(None))).all()), dtype=object).map(lambda g: g["label"])
     method = LABEL_METHODS[DEFAULT_LABEL_METHOD]()
-    fitted = method.fit(answers, gold if len(gold) else None)
+    fitted = method.fit(frame[frame.fit], gold if len(gold) else None)
+
+    by_volunteer = frame.groupby("volunteer")
+    top = by_volunteer["label"].agg(lambda labels: labels.value_counts().index[0])
+    stats = pd.DataFrame({"n_answers": by_volunteer.size(), "median_ms": by_volunteer["ms"].median(),
+                          "top_label": top,
+                          "top_share": by_volunteer["label"].agg(lambda labels: labels.value_counts().iloc[0]
+                                                                 / len(labels)),
+                          "skill": fitted.skills_, "skill_std": fitted.skills_std_}).dropna(subset=["skill"])
+    found = suspects(stats, len(project.labels), rules)
+    reopened: set[int] = set()
+    for volunteer_id, reason in found.items():
+        reopened |= quarantine(session, project, int(volunteer_id), reason)
+    if found:
+        frame = frame[~frame.volunteer.isin(found)]
+        if not frame.fit.any():
+            return Refit(quarantined={int(k): v for k, v in found.items()}, reopened=reopened)
+        fitted = method.fit(frame[frame.fit], gold if len(gold) else None)
+
+    answers = frame[frame.fit]
     counts = answers.groupby("volunteer").size()
     model = ReliabilityModel.from_fitted(fitted, counts)
     session.execute(delete(VolunteerReliability).where(VolunteerReliability.project_id == project_id))
@@ -190,4 +228,4 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None) 
                               computed_at=utcnow(), result={"label": fitted.labels_[unit_id], "shares": shares},
                               confidence=float(fitted.confidences_[unit_id]), algorithm=method.name,
                               parameters=method.parameters))
-    return len(answers)
+    return Refit(answers=len(answers), quarantined={int(k): v for k, v in found.items()}, reopened=reopened)

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from microtasks.models import ConsensusResult, ProjectModel, Unit, UnitState, VolunteerReliability
+from microtasks.models import Answer, ConsensusResult, ProjectModel, Unit, UnitState, VolunteerReliability
 from tests.conftest import TAGGING, answer
 
 
+LABELS = TAGGING["labels"]
+
+
+def truth(unit_id):
+    """The simulated true label of a unit."""
+    return LABELS[unit_id % len(LABELS)]
+
+
 def serve_and_answer(client, project, headers, label):
+    """Lease the next unit and answer it: ``label`` is a label, or a function of the unit id."""
     unit = client.post(f"/api/v1/projects/{project['id']}/next", headers=headers).get_json()["unit"]
     if unit is not None:
-        assert answer(client, headers, unit["id"], {"label": label}).status_code == 201
+        given = label(unit["id"]) if callable(label) else label
+        assert answer(client, headers, unit["id"], {"label": given}).status_code == 201
     return unit
 
 
@@ -43,9 +53,9 @@ def test_a_disputed_unit_asks_for_another_answer(client, make_project, new_volun
 def test_enough_answers_refit_the_label_model(client, make_project, new_volunteer, run_jobs, session):
     """After 50 counted answers a refit stores every volunteer's reliability and rewrites the results."""
     project = make_project(TAGGING, n=20)
-    for label in ("cat", "cat", "dog"):
+    for _ in range(3):
         headers = new_volunteer()
-        while serve_and_answer(client, project, headers, label) is not None:
+        while serve_and_answer(client, project, headers, truth) is not None:
             pass
     run_jobs()
     assert session.get(ProjectModel, project["id"]).n_answers == 60
@@ -58,12 +68,53 @@ def test_after_a_refit_new_units_are_decided_incrementally(client, make_project,
     """Once a model is fitted, a newly completed unit is decided from the fitted reliabilities."""
     project = make_project(TAGGING, n=21)
     volunteers = [new_volunteer() for _ in range(3)]
-    for headers, label in zip(volunteers, ("cat", "cat", "dog")):
+    for headers in volunteers:
         for _ in range(20):
-            serve_and_answer(client, project, headers, label)
+            serve_and_answer(client, project, headers, truth)
     run_jobs()
-    for headers, label in zip(volunteers, ("cat", "cat", "dog")):
-        serve_and_answer(client, project, headers, label)
+    for headers in volunteers:
+        last = serve_and_answer(client, project, headers, truth)
     run_jobs()
     latest = session.scalars(select(ConsensusResult).order_by(ConsensusResult.computed_at.desc())).first()
-    assert latest.algorithm == "bayesian_dawid_skene+incremental" and latest.result["label"] == "cat"
+    assert latest.algorithm == "bayesian_dawid_skene+incremental" and latest.result["label"] == truth(last["id"])
+
+
+def test_a_spammer_is_quarantined_and_their_units_reopen(client, owner, make_project, new_volunteer, run_jobs,
+                                                        session):
+    """A volunteer who tags everything 'cat' stops counting; units they completed wait for others."""
+    project = make_project({**TAGGING, "strategy": "breadth_first"}, n=20)
+    spammer = new_volunteer()
+    for headers, label in ((new_volunteer(), truth), (new_volunteer(), truth), (spammer, "cat")):
+        while serve_and_answer(client, project, headers, label) is not None:
+            pass
+    run_jobs()
+    listed = client.get(f"/api/v1/projects/{project['id']}/quarantine", headers=owner["headers"]).get_json()
+    assert len(listed) == 1 and "same answer ('cat')" in listed[0]["reason"]
+    assert session.scalar(select(func.count()).select_from(Unit).where(Unit.state == UnitState.open)) == 20
+    assert serve_and_answer(client, project, new_volunteer(), truth) is not None  # the slots are free again
+
+
+def test_a_quarantined_volunteers_new_answers_do_not_count_until_released(client, owner, make_project,
+                                                                         new_volunteer, run_jobs, session):
+    """After quarantine a volunteer's answers are stored uncounted; once released they count again."""
+    project = make_project({**TAGGING, "strategy": "breadth_first"}, n=22)
+    spammer = new_volunteer()
+    for headers, label in ((new_volunteer(), truth), (new_volunteer(), truth)):
+        for _ in range(20):
+            serve_and_answer(client, project, headers, label)
+    for _ in range(20):
+        serve_and_answer(client, project, spammer, "cat")
+    run_jobs()
+    (entry,) = client.get(f"/api/v1/projects/{project['id']}/quarantine", headers=owner["headers"]).get_json()
+    unit = serve_and_answer(client, project, spammer, "cat")
+    assert latest_answer_counted(session, unit["id"]) is False
+    released = client.post(f"/api/v1/projects/{project['id']}/quarantine/{entry['volunteer']}/release",
+                           headers=owner["headers"])
+    assert released.status_code == 200 and released.get_json()["released_at"]
+    unit = serve_and_answer(client, project, spammer, "cat")
+    assert latest_answer_counted(session, unit["id"]) is True
+
+
+def latest_answer_counted(session, unit_id):
+    session.expire_all()
+    return session.scalars(select(Answer.counted).where(Answer.unit_id == unit_id).order_by(Answer.id.desc())).first()

@@ -148,13 +148,19 @@ def export(slug: str, kind: str, fmt: str, out: Path | None) -> None:
 @click.argument("slug")
 def refit(slug: str) -> None:
     from microtasks.results import refit_project
+    from microtasks.serving import Dispatcher
+    from workers.connection import connect
 
     settings = _settings()
     with session_factory(settings.database_url)() as session:
         project = _project(session, slug)
-        fitted = refit_project(session, project.id)
+        refit = refit_project(session, project.id)
         session.commit()
-    click.echo(f"Refitted {slug!r} on {fitted} answers." if fitted else
+    if refit.reopened:
+        Dispatcher(connect(settings)).invalidate(project.id)
+    for volunteer_id, reason in refit.quarantined.items():
+        click.echo(f"quarantined volunteer {volunteer_id}: {reason}")
+    click.echo(f"Refitted {slug!r} on {refit.answers} answers." if refit.answers else
                f"Nothing to refit in {slug!r} (it needs single-label answers).")
 
 

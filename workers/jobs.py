@@ -56,11 +56,14 @@ def compute_consensus(unit_id: int) -> dict:
 
 
 def refit_project(project_id: int) -> dict:
-    """Refit a project's label model on all its answers and gold; rewrite retired units' consensus."""
-    with job_session() as (_, session):
-        fitted = results.refit_project(session, project_id, job_id=_job_id())
+    """Refit a project's label model on all its answers and gold, quarantining spam; rewrite retired units."""
+    with job_session() as (settings, session):
+        refit = results.refit_project(session, project_id, job_id=_job_id())
         session.commit()
-        return {"project_id": project_id, "answers": fitted}
+        if refit.reopened:
+            Dispatcher(connect(settings)).invalidate(project_id)
+        return {"project_id": project_id, "answers": refit.answers, "quarantined": len(refit.quarantined),
+                "reopened": len(refit.reopened)}
 
 
 def import_batch(batch_id: int) -> dict:

@@ -12,9 +12,10 @@ from sqlalchemy import select
 from werkzeug.utils import secure_filename
 
 from microtasks import exporting
-from microtasks.models import Batch, Project
+from microtasks.models import Batch, Project, Quarantine, Volunteer
+from microtasks.quarantine import release
 from microtasks.projects import create_project, get_project, progress
-from web.api.projects.schemas import BatchSchema, ExportArgs, ProjectSchema, UploadSchema
+from web.api.projects.schemas import BatchSchema, ExportArgs, ProjectSchema, QuarantineSchema, UploadSchema
 from web.auth import owner_required
 from web.extensions import db, state
 from workers.connection import enqueue_import
@@ -131,3 +132,33 @@ class Export(MethodView):
         filename = f"{project.slug}-{kind}.{fmt}"
         return current_app.response_class(stream_with_context(generate()), mimetype=mimetype, headers={
             "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@blp.route("/<int:project_id>/quarantine")
+class QuarantineList(MethodView):
+    decorators = [owner_required]
+
+    @blp.doc(security=[{"ApiKey": []}])
+    @blp.response(200, QuarantineSchema(many=True))
+    def get(self, project_id: int) -> list[dict[str, Any]]:
+        """Volunteers whose answers do not count, with the reason (newest first)"""
+        project = get_project(db(), project_id, g.owner)
+        rows = db().execute(select(Quarantine, Volunteer.public_id).join(Volunteer, Volunteer.id == Quarantine.volunteer_id)
+                            .where(Quarantine.project_id == project.id).order_by(Quarantine.id.desc())).all()
+        return [{"volunteer": public_id, "reason": entry.reason, "created_at": entry.created_at,
+                 "released_at": entry.released_at} for entry, public_id in rows]
+
+
+@blp.route("/<int:project_id>/quarantine/<volunteer>/release")
+class QuarantineRelease(MethodView):
+    decorators = [owner_required]
+
+    @blp.doc(security=[{"ApiKey": []}])
+    @blp.response(200, QuarantineSchema)
+    def post(self, project_id: int, volunteer: str) -> dict[str, Any]:
+        """Release a volunteer: their later answers count again"""
+        project = get_project(db(), project_id, g.owner)
+        entry = release(db(), project.id, volunteer)
+        db().commit()
+        return {"volunteer": volunteer, "reason": entry.reason, "created_at": entry.created_at,
+                "released_at": entry.released_at}

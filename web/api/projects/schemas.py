@@ -75,3 +75,10 @@ class UploadSchema(Schema):
 class ExportArgs(Schema):
     kind = fields.String(load_default="consensus", validate=validate.OneOf(KINDS))
     format = fields.String(load_default="csv", validate=validate.OneOf(FORMATS))
+
+
+class QuarantineSchema(Schema):
+    volunteer = fields.String(metadata={"description": "The volunteer's pseudonymous id."})
+    reason = fields.String()
+    created_at = fields.DateTime()
+    released_at = fields.DateTime(allow_none=True)

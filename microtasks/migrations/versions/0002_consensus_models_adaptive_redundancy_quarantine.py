@@ -1,4 +1,4 @@
-"""consensus models and adaptive redundancy
+"""consensus models, adaptive redundancy, quarantine
 
 Revision ID: 0002
 Revises: 0001
@@ -28,6 +28,21 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_project_model_project_id_project'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('project_id', name=op.f('pk_project_model'))
     )
+    op.create_table('quarantine',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('project_id', sa.Integer(), nullable=False),
+    sa.Column('volunteer_id', sa.Integer(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('released_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['project_id'], ['project.id'], name=op.f('fk_quarantine_project_id_project'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['volunteer_id'], ['volunteer.id'], name=op.f('fk_quarantine_volunteer_id_volunteer'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_quarantine')),
+    sa.UniqueConstraint('project_id', 'volunteer_id', name='uq_quarantine_project_volunteer')
+    )
+    with op.batch_alter_table('quarantine', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_quarantine_volunteer_id'), ['volunteer_id'], unique=False)
+
     op.create_table('volunteer_reliability',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('project_id', sa.Integer(), nullable=False),
@@ -59,4 +74,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_volunteer_reliability_volunteer_id'))
 
     op.drop_table('volunteer_reliability')
+    with op.batch_alter_table('quarantine', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_quarantine_volunteer_id'))
+
+    op.drop_table('quarantine')
     op.drop_table('project_model')
