@@ -255,7 +255,8 @@ def main() -> None:
     parser.add_argument("--strategy", default="depth_first",
                         choices=["depth_first", "breadth_first", "random", "priority"], help="the project's strategy")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, gevent)")
     parser.add_argument("--port", type=int, default=5077, help="port for the server under test")
     parser.add_argument("--profile", type=Path, default=None,
                         help="record the web workers with py-spy during the serving loop into this file")
@@ -271,7 +272,8 @@ def main() -> None:
     env = dict(os.environ, DATABASE_URL=url, REDIS_URL=redis_url, SECRET_KEY="bench",
                MICROTASKS_RATELIMIT_VOLUNTEER="1000000/minute", MICROTASKS_RATELIMIT_ADDRESS="1000000/minute",
                MICROTASKS_INSTANCE_DIR="/tmp/microtasks-bench")
-    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--workers", str(args.web_workers), "--threads",
+    server = subprocess.Popen([sys.executable, "-m", "gunicorn", "--worker-class", args.worker_class,
+                               "--workers", str(args.web_workers), "--threads",
                                str(args.threads), "--keep-alive", "30", "--bind", f"127.0.0.1:{args.port}",
                                "--log-level", "warning",
                                "web.wsgi:app"], env=env, cwd=ROOT)
@@ -303,7 +305,7 @@ def main() -> None:
     end = max(t for t, _ in stats.acks)
     rate = sum(n for t, n in stats.acks if t >= steady) / (end - steady)
     print(f"\n## Serving benchmark: {args.volunteers} volunteers, batch {args.batch}, think {args.think}s/unit, "
-          f"{args.duration:.0f}s, {args.strategy}; gunicorn {args.web_workers}x{args.threads} threads; PostgreSQL + Redis; 2 cores\n")
+          f"{args.duration:.0f}s, {args.strategy}; gunicorn {args.worker_class} {args.web_workers}x{args.threads} threads; PostgreSQL + Redis; 2 cores\n")
     print("| measure | value |\n|---|---|")
     print(f"| loading the project into Redis ({args.units} units), s | {load_seconds:.2f} |")
     print(f"| bare endpoint (1 Redis round trip), requests/s | {bare_rate:.0f} |")
