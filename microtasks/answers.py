@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from sqlalchemy import and_, case, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from microtasks import gold
+from microtasks.db import upsertable_insert
 from microtasks.errors import Conflict, MicrotasksError, NotFound, ValidationError
 from microtasks.models import Answer, Assignment, Project, Quarantine, Unit, UnitState, utcnow
 from microtasks.tasktypes import spec_for, validate_answer
@@ -125,7 +124,7 @@ def submit_answers(session: Session, volunteer_id: int,
         row["counted"] = row["unit_id"] in counts
     # executemany with RETURNING: one cached statement, sent as one multi-row insert.
     stored = set(session.connection().execute(
-        _insert(session, Answer.__table__).on_conflict_do_nothing().returning(Answer.answer_uuid), rows).scalars())
+        upsertable_insert(session, Answer.__table__).on_conflict_do_nothing().returning(Answer.answer_uuid), rows).scalars())
     lost = [row for row in rows if row["answer_uuid"] not in stored]
     if lost:
         _uncount(session, [row["unit_id"] for row in lost if row["counted"]])
@@ -169,11 +168,6 @@ def _known(units: dict[int, Any], volunteer_id: int, item: AnswerIn, answer_id: 
     if not unit.served:
         raise Conflict("This unit was not served to you; ask for the next unit first.", field="unit_id")
     return None
-
-
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
 
 
 def _checked(volunteer_id: int, item: AnswerIn, answer_id: str, unit: Any, project: Project) -> dict[str, Any]:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Hashable
 
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from microtasks import __version__
 from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MajorityVote, MarkMajority, MultiLabelMajority
 from microtasks.consensus.incremental import ReliabilityModel
+from microtasks.db import upsertable_insert
 from microtasks.errors import NotFound
-from microtasks.quarantine import Rules, quarantine, quarantined, suspects
 from microtasks.models import (
     Answer,
     ConsensusResult,
@@ -28,9 +26,10 @@ from microtasks.models import (
     VolunteerReliability,
     utcnow,
 )
+from microtasks.quarantine import Rules, quarantine, quarantined, suspects
 
 
-def aggregate_unit(project: Project, answers: list[tuple[str, dict[str, Any]]],
+def aggregate_unit(project: Project, answers: list[tuple[Hashable, dict[str, Any]]],
                    model: ReliabilityModel | None = None, fitted: str | None = None) -> dict[str, Any]:
     """Consensus for one unit's ``(volunteer, payload)`` answers: result, confidence, algorithm, parameters.
 
@@ -75,8 +74,7 @@ def aggregate_unit(project: Project, answers: list[tuple[str, dict[str, Any]]],
 
 def _upsert(session: Session, values: dict[str, Any]) -> None:
     """Insert or replace a unit's consensus result."""
-    dialect = session.get_bind().dialect.name
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(ConsensusResult).values(**values)
+    statement = upsertable_insert(session, ConsensusResult).values(**values)
     session.execute(statement.on_conflict_do_update(
         index_elements=[ConsensusResult.unit_id],
         set_={key: statement.excluded[key] for key in values if key != "unit_id"}))
