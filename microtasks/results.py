@@ -11,7 +11,8 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from microtasks import __version__
-from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MajorityVote, MarkMajority, MultiLabelMajority
+from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MajorityVote, MultiLabelMajority
+from microtasks.consensus.craters import CraterClustering
 from microtasks.consensus.incremental import ReliabilityModel
 from microtasks.db import upsertable_insert
 from microtasks.errors import NotFound
@@ -67,7 +68,7 @@ def aggregate_unit(project: Project, answers: list[tuple[Hashable, dict[str, Any
                          "r": mark.get("r")})
     frame = pd.DataFrame(rows, columns=["unit", "volunteer", "x", "y", "r"]).astype(
         {"x": float, "y": float, "r": float})
-    model = MarkMajority().fit(frame)
+    model = CraterClustering().fit(frame)
     return {"result": {"marks": model.marks_.iloc[0]}, "confidence": float(model.confidences_.iloc[0]),
             "algorithm": model.name, "parameters": model.parameters}
 

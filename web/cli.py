@@ -17,7 +17,7 @@ from microtasks.config import Settings
 from microtasks.db import session_factory, upgrade
 from microtasks.errors import MicrotasksError
 from microtasks.models import Batch, BatchState, Project
-from web.cli_research import aggregate, plan
+from web.cli_research import aggregate, aggregate_marks, plan
 
 
 def _settings() -> Settings:
@@ -267,6 +267,7 @@ def simulate(slug: str, volunteers: int, seed: int) -> None:
 
 
 cli.add_command(aggregate)
+cli.add_command(aggregate_marks)
 cli.add_command(plan)
 
 if __name__ == "__main__":

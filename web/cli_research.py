@@ -1,8 +1,9 @@
 """Commands for researchers: re-aggregate exported raw answers without a server.
 
-``aggregate`` and ``plan`` are standalone click commands; the main group in :mod:`web.cli`
-registers them (``cli.add_command(aggregate)``, ``cli.add_command(plan)``), making them
-``microtasks aggregate`` and ``microtasks plan``.
+``aggregate``, ``plan`` and ``aggregate_marks`` are standalone click commands; the main group in
+:mod:`web.cli` registers them (``cli.add_command(aggregate)``, ``cli.add_command(plan)``,
+``cli.add_command(aggregate_marks)``), making them ``microtasks aggregate``, ``microtasks plan`` and
+``microtasks aggregate-marks``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS
+from microtasks.consensus.craters import DEFAULT_MIN_SHARE
 
 ANSWER_COLUMNS = ("unit", "volunteer", "label")
 GOLD_COLUMNS = ("unit", "label")
@@ -191,3 +193,142 @@ def plan(answers_path: Path, gold_path: Path | None, method: str, max_redundancy
         least = smallest_redundancy(result, target)
         click.echo(f"accuracy {target:g} needs {least} answers per unit" if least is not None else
                    f"accuracy {target:g} is not reached with up to {max_redundancy} answers per unit")
+
+
+MARK_COLUMNS = ("unit", "volunteer", "x", "y", "r")
+
+
+def _number(text: str, column: str, name: str, line: int) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise click.ClickException(f"{name}, line {line}: {column} is not a number: {text.strip()!r}") from None
+    if not np.isfinite(value):
+        raise click.ClickException(f"{name}, line {line}: {column} is not a finite number: {text.strip()!r}")
+    return value
+
+
+def read_marks(path: Path) -> pd.DataFrame:
+    """Marks table ``unit, volunteer, x, y, r`` (floats, NaN where empty) from a CSV with that header.
+
+    ``r`` empty is a point; ``x``, ``y`` and ``r`` all empty is "saw the unit, marked nothing".
+
+    Raises:
+        click.ClickException: "<file>, line N: reason" for the first malformed line.
+    """
+    name = path.name
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise click.ClickException(f"{name}, line {line}: not UTF-8 text") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    units: list[str] = []
+    volunteers: list[str] = []
+    values: list[tuple[float, float, float]] = []
+    try:
+        header = next(reader, None)
+        if header is None or not any(cell.strip() for cell in header):
+            raise click.ClickException(f"{name}, line 1: no header; expected {','.join(MARK_COLUMNS)}")
+        header = [cell.strip() for cell in header]
+        missing = [c for c in MARK_COLUMNS if c not in header]
+        if missing:
+            raise click.ClickException(f"{name}, line 1: header lacks column(s) {', '.join(missing)}; "
+                                       f"expected {','.join(MARK_COLUMNS)}")
+        repeated = sorted({c for c in header if c and header.count(c) > 1})
+        if repeated:
+            raise click.ClickException(f"{name}, line 1: column(s) {', '.join(repeated)} appear twice")
+        positions = [header.index(c) for c in MARK_COLUMNS]
+        start = reader.line_num + 1
+        for record in reader:
+            line = start
+            start = reader.line_num + 1
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # blank line
+            if len(record) != len(header):
+                raise click.ClickException(f"{name}, line {line}: expected {len(header)} fields, "
+                                           f"found {len(record)}")
+            unit, volunteer, x, y, r = (record[i] for i in positions)
+            for column, value in (("unit", unit), ("volunteer", volunteer)):
+                if not value.strip():
+                    raise click.ClickException(f"{name}, line {line}: empty {column}")
+            if not x.strip() and not y.strip():
+                if r.strip():
+                    raise click.ClickException(f"{name}, line {line}: r given without x and y")
+                values.append((np.nan, np.nan, np.nan))
+            else:
+                for column, value in (("x", x), ("y", y)):
+                    if not value.strip():
+                        raise click.ClickException(f"{name}, line {line}: empty {column} (give x and y, "
+                                                   f"or leave x, y and r all empty for 'nothing here')")
+                radius = _number(r, "r", name, line) if r.strip() else np.nan
+                if radius <= 0:
+                    raise click.ClickException(f"{name}, line {line}: r must be positive, not {r.strip()}")
+                values.append((_number(x, "x", name, line), _number(y, "y", name, line), radius))
+            units.append(unit)
+            volunteers.append(volunteer)
+    except csv.Error as error:
+        raise click.ClickException(f"{name}, line {reader.line_num}: {error}") from None
+    coords = np.array(values, dtype=float).reshape(-1, 3)
+    return pd.DataFrame({"unit": pd.Series(units, dtype=object), "volunteer": pd.Series(volunteers, dtype=object),
+                         "x": coords[:, 0], "y": coords[:, 1], "r": coords[:, 2]})
+
+
+def read_weights(path: Path) -> pd.Series:
+    """Volunteer weights (trust) from a CSV ``volunteer,weight``; a bad weight names its line."""
+    table, lines = read_table(path, ("volunteer", "weight"))
+    weights: dict[str, float] = {}
+    for (volunteer, text), line in zip(table.itertuples(index=False), lines):
+        value = _number(text, "weight", path.name, line)
+        if value < 0:
+            raise click.ClickException(f"{path.name}, line {line}: weight must not be negative")
+        weights[volunteer] = value
+    return pd.Series(weights, dtype=float, name="weight")
+
+
+@click.command("aggregate-marks", help="Aggregate volunteers' marks (circles or points; CSV with header "
+                                       "unit,volunteer,x,y,r) into consensus craters per unit, written as CSV "
+                                       "unit,x,y,r,support,confidence. Uses CraterClustering (scale-relative "
+                                       "distance, one mark per volunteer per crater); its defaults are the "
+                                       "settings recommended for an unknown project (see benchmarks/RESULTS.md).")
+@click.option("--marks", "marks_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of marks with header unit,volunteer,x,y,r (other columns are ignored). r empty marks a "
+                   "point; x, y and r all empty records a volunteer who saw the unit and marked nothing.")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the consensus CSV (unit,x,y,r,support,confidence; r empty for points); '-' "
+                   "writes to standard output. Units with no consensus mark have no row.")
+@click.option("--weights", "weights_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Optional CSV volunteer,weight of trust scores (>= 0) weighting each volunteer's vote; "
+                   "volunteers not listed get the median weight.")
+@click.option("--min-share", type=click.FloatRange(0.0, 1.0), default=DEFAULT_MIN_SHARE, show_default=True,
+              help="Least (weighted) share of the unit's volunteers who must mark a crater for it to be kept.")
+@click.option("--min-volunteers", type=click.IntRange(1), default=2, show_default=True,
+              help="Least number of distinct volunteers who must mark a crater for it to be kept.")
+@click.option("--width", type=click.FloatRange(0.0, min_open=True), default=None,
+              help="Image width in pixels: marks centred outside [0, width] are dropped. Default: not checked.")
+@click.option("--height", type=click.FloatRange(0.0, min_open=True), default=None,
+              help="Image height in pixels: marks centred outside [0, height] are dropped. Default: not checked.")
+@click.option("--point-tolerance", type=click.FloatRange(0.0, min_open=True), default=10.0, show_default=True,
+              help="For point marks (no radius): two points are the same object within this many pixels.")
+def aggregate_marks(marks_path: Path, out_path: Path, weights_path: Path | None, min_share: float,
+                    min_volunteers: int, width: float | None, height: float | None, point_tolerance: float) -> None:
+    from microtasks.consensus import CraterClustering
+
+    marks = read_marks(marks_path)
+    weights = read_weights(weights_path) if weights_path is not None else None
+    model = CraterClustering(min_share=min_share, min_volunteers=min_volunteers, width=width, height=height,
+                             point_tolerance=point_tolerance).fit(marks, weights)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["unit", "x", "y", "r", "support", "confidence"])
+    for row in model.craters_.itertuples(index=False):
+        writer.writerow([row.unit, f"{row.x:.2f}", f"{row.y:.2f}", "" if np.isnan(row.r) else f"{row.r:.2f}",
+                         int(row.support), f"{row.confidence:.4f}"])
+    if str(out_path) == "-":
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        out_path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    click.echo(f"{int(marks['x'].notna().sum())} marks on {marks['unit'].nunique()} units by "
+               f"{marks['volunteer'].nunique()} volunteers: {len(model.craters_)} consensus marks; wrote "
+               f"{'standard output' if str(out_path) == '-' else out_path}", err=True)

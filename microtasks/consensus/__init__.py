@@ -10,11 +10,15 @@ each volunteer a reliability (``skills_``) with its uncertainty (``skills_std_``
 :data:`LABEL_METHODS` names them for the command line; :data:`DEFAULT_LABEL_METHOD`
 is the one recommended for a project whose volunteers are not yet known
 (see ``benchmarks/RESULTS.md``).
+
+Mark aggregators (:class:`MarkMajority`, :class:`CraterClustering`) take a long table of
+``unit, volunteer, x, y, r`` marks and give each unit a list of consensus marks.
 """
 
 from __future__ import annotations
 
 from microtasks.consensus._labels import LabelAggregator
+from microtasks.consensus.craters import CraterClustering
 from microtasks.consensus.dawid_skene import BayesianDawidSkene, DawidSkene, OneCoinDawidSkene
 from microtasks.consensus.majority import MajorityVote, MultiLabelMajority
 from microtasks.consensus.marks import MarkMajority
@@ -33,6 +37,7 @@ DEFAULT_LABEL_METHOD = "bayesian_dawid_skene"
 
 __all__ = [
     "BayesianDawidSkene",
+    "CraterClustering",
     "DEFAULT_LABEL_METHOD",
     "DawidSkene",
     "LABEL_METHODS",
