@@ -38,6 +38,8 @@ class Submission:
     gold: bool = False
     #: For gold: agreement with the known answer, from 0 to 1.
     gold_score: float | None = None
+    #: For gold: the known answer, shown to the volunteer as feedback once they have answered.
+    gold_expected: dict[str, Any] | None = None
     #: The unit's counted answers after this one, or None when this answer was not counted.
     answer_count: int | None = None
     #: True when this answer gave the unit all the answers it needs.
@@ -145,7 +147,8 @@ def submit_answers(session: Session, volunteer_id: int,
                 count >= (project.min_redundancy or project.redundancy)
             results[position] = Submission(
                 answer_id=row["answer_uuid"], unit_id=unit.id, project_id=unit.project_id, payload=row["payload"],
-                created=True, gold=unit.gold is not None, gold_score=row["gold_score"], answer_count=count,
+                created=True, gold=unit.gold is not None, gold_score=row["gold_score"], gold_expected=unit.gold,
+                answer_count=count,
                 completed_unit=completed, consensus_due=completed or adaptive)
         except MicrotasksError as error:
             results[position] = error
@@ -162,7 +165,8 @@ def _known(units: dict[int, Any], volunteer_id: int, item: AnswerIn, answer_id: 
         if unit.answer_uuid != answer_id:
             raise Conflict("You have already answered this unit.", field="unit_id")
         return Submission(answer_id=answer_id, unit_id=unit.id, project_id=unit.project_id, payload=unit.payload,
-                          created=False, gold=unit.gold is not None, gold_score=unit.gold_score)
+                          created=False, gold=unit.gold is not None, gold_score=unit.gold_score,
+                          gold_expected=unit.gold)
     if any(row["answer_uuid"] == answer_id or row["unit_id"] == unit.id for row in rows):
         raise Conflict("This answer id or unit is given twice in one request.", field="answer_id")
     if not unit.served:

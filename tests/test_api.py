@@ -341,3 +341,24 @@ def test_serving_settings_are_part_of_a_project(client, owner):
     assert (created["strategy"], created["gold_rate"]) == ("breadth_first", 0.2)
     reply = client.post("/api/v1/projects", headers=owner["headers"], json={**TAGGING, "strategy": "lifo"})
     assert reply.status_code == 422 and "strategy" in reply.get_json()["errors"]["json"]
+
+
+def test_a_gold_answer_gets_feedback_with_the_known_answer(client, owner, new_volunteer, run_jobs):
+    """After answering a gold unit the volunteer is told how it compares and what was expected."""
+    project = client.post("/api/v1/projects", headers=owner["headers"],
+                          json={**TAGGING, "gold_warmup_rate": 1.0}).get_json()
+    archive = make_zip({"a.png": png_bytes(), "manifest.csv": b"file,gold\na.png,dog\n"})
+    client.post(f"/api/v1/projects/{project['id']}/batches", headers=owner["headers"],
+                data={"file": (io.BytesIO(archive), "b.zip")}, content_type="multipart/form-data")
+    run_jobs()
+    headers = new_volunteer()
+    reply = answer(client, headers, next_unit(client, project, headers)["id"], {"label": "cat"}).get_json()
+    assert reply["gold"] == {"score": 0.0, "expected": {"label": "dog"}}
+
+
+def test_an_ordinary_answer_carries_no_gold_feedback(client, make_project, new_volunteer):
+    """Units without a known answer reveal nothing."""
+    project = make_project(TAGGING, n=1)
+    headers = new_volunteer()
+    reply = answer(client, headers, next_unit(client, project, headers)["id"], {"label": "cat"}).get_json()
+    assert reply["gold"] is None

@@ -118,3 +118,18 @@ def test_a_quarantined_volunteers_new_answers_do_not_count_until_released(client
 def latest_answer_counted(session, unit_id):
     session.expire_all()
     return session.scalars(select(Answer.counted).where(Answer.unit_id == unit_id).order_by(Answer.id.desc())).first()
+
+
+def test_an_empty_tile_retires_once_enough_volunteers_see_nothing(client, make_project, new_volunteer, run_jobs,
+                                                                   session):
+    """With adaptive redundancy, a tile where the first volunteers mark nothing retires at the minimum."""
+    from tests.conftest import MARKING
+
+    project = make_project({**MARKING, "redundancy": 5, "min_redundancy": 2, "confidence_threshold": 0.9}, n=1)
+    for _ in range(2):
+        headers = new_volunteer()
+        unit = client.post(f"/api/v1/projects/{project['id']}/next", headers=headers).get_json()["unit"]
+        assert answer(client, headers, unit["id"], {"marks": []}).status_code == 201
+    run_jobs()
+    unit = session.scalars(select(Unit)).one()
+    assert (unit.state, unit.answer_count) == (UnitState.retired, 2)

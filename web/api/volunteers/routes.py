@@ -74,6 +74,12 @@ def _store(items: Sequence[AnswerIn]) -> list[Submission | MicrotasksError]:
     return outcomes
 
 
+def _feedback(outcome: Submission) -> dict[str, Any] | None:
+    if not outcome.gold:
+        return None
+    return {"score": outcome.gold_score, "expected": outcome.gold_expected}
+
+
 @blp.route("/units/<int:unit_id>/answers")
 class Answers(MethodView):
     @blp.doc(security=[{"VolunteerToken": []}])
@@ -86,7 +92,7 @@ class Answers(MethodView):
         if isinstance(outcome, MicrotasksError):
             raise outcome
         body = {"answer_id": outcome.answer_id, "unit_id": unit_id, "payload": outcome.payload,
-                "created": outcome.created, "unit_complete": outcome.completed_unit}
+                "created": outcome.created, "unit_complete": outcome.completed_unit, "gold": _feedback(outcome)}
         return body, 201 if outcome.created else 200
 
 
@@ -107,5 +113,5 @@ class AnswerBatch(MethodView):
             else:
                 results.append({"status": 201 if outcome.created else 200, "answer_id": outcome.answer_id,
                                 "unit_id": item.unit_id, "created": outcome.created,
-                                "unit_complete": outcome.completed_unit})
+                                "unit_complete": outcome.completed_unit, "gold": _feedback(outcome)})
         return {"results": results}

@@ -56,12 +56,19 @@ class AnswerBatchInSchema(Schema):
                           validate=validate.Length(min=1, max=MAX_BATCH))
 
 
+class GoldFeedbackSchema(Schema):
+    score = fields.Float(metadata={"description": "Agreement with the known answer, from 0 to 1."})
+    expected = fields.Dict(metadata={"description": "The known answer, in answer-payload form."})
+
+
 class AnswerOutSchema(Schema):
     answer_id = fields.String()
     unit_id = fields.Integer()
     payload = fields.Dict()
     created = fields.Boolean(metadata={"description": "False when this answer id had already been stored."})
     unit_complete = fields.Boolean(metadata={"description": "True when this answer completed the unit."})
+    gold = fields.Nested(GoldFeedbackSchema, allow_none=True, metadata={
+        "description": "Only for a unit with a known answer: how the answer compares, for feedback."})
 
 
 class AnswerResultSchema(Schema):
@@ -72,6 +79,7 @@ class AnswerResultSchema(Schema):
     unit_complete = fields.Boolean()
     message = fields.String(allow_none=True)
     errors = fields.Dict(allow_none=True)
+    gold = fields.Nested(GoldFeedbackSchema, allow_none=True)
 
 
 class AnswerBatchOutSchema(Schema):
