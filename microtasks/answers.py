@@ -46,6 +46,8 @@ class Submission:
     completed_unit: bool = False
     #: True when consensus should look at the unit now (it completed, or adaptive redundancy may act).
     consensus_due: bool = False
+    #: True when the unit has all the answers it needs (this one completed it, or it came too late).
+    unit_full: bool = False
 
     @property
     def counted(self) -> bool:
@@ -120,13 +122,16 @@ def submit_answers(session: Session, volunteer_id: int,
     if not rows:
         return [r for r in results if r is not None]
 
-    counts = _count(session, [units[row["unit_id"]] for row in rows
-                              if units[row["unit_id"]].project_id not in silenced], projects)
+    # Answers that may count: not to gold, not from a quarantined volunteer, not "not sure".
+    for row in rows:
+        row["eligible"] = units[row["unit_id"]].project_id not in silenced and not row["payload"].get("unsure")
+    counts = _count(session, [units[row["unit_id"]] for row in rows if row["eligible"]], projects)
     for row in rows:
         row["counted"] = row["unit_id"] in counts
     # executemany with RETURNING: one cached statement, sent as one multi-row insert.
     stored = set(session.connection().execute(
-        upsertable_insert(session, Answer.__table__).on_conflict_do_nothing().returning(Answer.answer_uuid), rows).scalars())
+        upsertable_insert(session, Answer.__table__).on_conflict_do_nothing().returning(Answer.answer_uuid),
+        [{k: v for k, v in row.items() if k != "eligible"} for row in rows]).scalars())
     lost = [row for row in rows if row["answer_uuid"] not in stored]
     if lost:
         _uncount(session, [row["unit_id"] for row in lost if row["counted"]])
@@ -148,8 +153,8 @@ def submit_answers(session: Session, volunteer_id: int,
             results[position] = Submission(
                 answer_id=row["answer_uuid"], unit_id=unit.id, project_id=unit.project_id, payload=row["payload"],
                 created=True, gold=unit.gold is not None, gold_score=row["gold_score"], gold_expected=unit.gold,
-                answer_count=count,
-                completed_unit=completed, consensus_due=completed or adaptive)
+                answer_count=count, completed_unit=completed, consensus_due=completed or adaptive,
+                unit_full=completed or (row["eligible"] and unit.gold is None and count is None))
         except MicrotasksError as error:
             results[position] = error
     return [r for r in results if r is not None]

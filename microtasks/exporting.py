@@ -72,16 +72,17 @@ def _answer_records(session: Session, project: Project) -> Iterator[dict[str, An
 
 def _value_columns(project: Project) -> list[str]:
     if project.task_type is TaskType.tagging:
-        return ["labels"] if project.multi_select else ["label"]
+        return ["labels", "unsure"] if project.multi_select else ["label", "unsure"]
     return ["x", "y", "r"] if project.marking_tool and project.marking_tool.value == "circle" else ["x", "y"]
 
 
 def _flat_values(project: Project, value: dict[str, Any]) -> list[dict[str, Any]]:
     """The rows one result or answer becomes in CSV: one per mark for marking projects."""
     if project.task_type is TaskType.tagging:
+        unsure = bool(value.get("unsure"))
         if project.multi_select:
-            return [{"labels": ";".join(value.get("labels", []))}]
-        return [{"label": value.get("label")}]
+            return [{"labels": ";".join(value.get("labels", [])), "unsure": unsure}]
+        return [{"label": value.get("label"), "unsure": unsure}]
     return value.get("marks") or [{}]
 
 
@@ -90,6 +91,7 @@ def rows(session: Session, project: Project, kind: str) -> tuple[list[str], Iter
     values = _value_columns(project)
     marking = project.task_type is TaskType.marking
     if kind == "consensus":
+        values = [v for v in values if v != "unsure"]
         extra = ["support", "mark_confidence"] if marking else []
         header = ["unit_id", "unit", *values, *extra, "confidence", "n_answers", "algorithm", "version",
                   "computed_at"]

@@ -176,6 +176,7 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
     rows = session.execute(
         select(Answer.unit_id, Answer.volunteer_id, Answer.payload, Answer.duration_ms, Answer.counted,
                Unit.gold.is_not(None)).join(Unit).where(Unit.project_id == project_id)).all()
+    rows = [r for r in rows if "label" in r[2]]  # "not sure" answers carry no label
     frame = pd.DataFrame({"unit": [r[0] for r in rows], "volunteer": [r[1] for r in rows],
                           "label": [r[2]["label"] for r in rows], "ms": [r[3] for r in rows],
                           "fit": [bool(r[4] or r[5]) for r in rows]}).astype({"ms": float})

@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session
 
-from microtasks.errors import NotFound
+from microtasks.errors import Conflict, NotFound
 from microtasks.models import Answer, Assignment, Project, Unit, UnitState
 
 #: Units leased in one next-unit call at most.
@@ -343,6 +343,21 @@ class Dispatcher:
             "lease": project.lease_seconds, "strategy": strategy, "warm_rate": project.gold_warmup_rate,
             "warm": project.gold_warmup, "rate": project.gold_rate})
         pipe.execute()
+
+
+def skip(session: Session, volunteer_id: int, unit_id: int) -> int:
+    """A volunteer passes on a unit they were served: their lease ends now and the slot goes to someone else.
+
+    The unit stays served to them (never offered to them again). Returns its project id;
+    after committing, call :meth:`Dispatcher.answered` with no count so serving follows.
+    """
+    assignment = session.scalars(select(Assignment).where(
+        Assignment.unit_id == unit_id, Assignment.volunteer_id == volunteer_id)).first()
+    if assignment is None:
+        raise Conflict("This unit was not served to you.", field="unit_id")
+    assignment.expires_at = datetime.now(timezone.utc)  # an expired lease stays expired
+    session.flush()
+    return session.scalar(select(Unit.project_id).where(Unit.id == unit_id))
 
 
 def change_need(session: Session, unit_id: int, need: int) -> tuple[int, int, int, bool]:

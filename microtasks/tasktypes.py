@@ -4,6 +4,7 @@ Answer payloads (JSON):
 
 * tagging, single label: ``{"label": "crater"}``
 * tagging, several labels: ``{"labels": ["crater", "boulder"]}`` (an empty list means none apply)
+* tagging, either kind: ``{"unsure": true}`` when the volunteer cannot tell (stored, never counted)
 * marking with circles: ``{"marks": [{"x": 10.5, "y": 20, "r": 4}]}``; ``{"marks": []}`` means nothing there
 * marking with points: ``{"marks": [{"x": 10.5, "y": 20}]}``
 
@@ -58,6 +59,11 @@ def validate_answer(spec: TaskSpec, payload: Any) -> dict[str, Any]:
 
 
 def _validate_tagging(spec: TaskSpec, payload: dict[str, Any]) -> dict[str, Any]:
+    if "unsure" in payload:
+        _only_keys(payload, {"unsure"})
+        if payload["unsure"] is not True:
+            raise ValidationError("'unsure' can only be true.", field="payload.unsure")
+        return {"unsure": True}
     allowed = set(spec.labels)
     if spec.multi_select:
         _only_keys(payload, {"labels"})

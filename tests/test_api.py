@@ -362,3 +362,32 @@ def test_an_ordinary_answer_carries_no_gold_feedback(client, make_project, new_v
     headers = new_volunteer()
     reply = answer(client, headers, next_unit(client, project, headers)["id"], {"label": "cat"}).get_json()
     assert reply["gold"] is None
+
+
+def test_a_not_sure_answer_is_stored_but_leaves_the_slot_to_others(client, make_project, new_volunteer, session):
+    """'Not sure' is kept for research, counts toward nothing, and the unit goes on being served."""
+    project = make_project({**TAGGING, "redundancy": 1}, n=1)
+    headers = new_volunteer()
+    unit = next_unit(client, project, headers)
+    assert answer(client, headers, unit["id"], {"unsure": True}).status_code == 201
+    assert session.scalar(select(Answer.counted)) is False
+    assert next_unit(client, project, new_volunteer())["id"] == unit["id"]
+
+
+def test_skipping_gives_the_unit_to_someone_else(client, make_project, new_volunteer):
+    """A skipped unit's slot frees at once; the volunteer who skipped is not offered it again."""
+    project = make_project({**TAGGING, "redundancy": 1}, n=1)
+    first, second = new_volunteer(), new_volunteer()
+    unit = next_unit(client, project, first)
+    assert next_unit(client, project, second) is None
+    assert client.post(f"/api/v1/units/{unit['id']}/skip", headers=first).get_json() == {
+        "unit_id": unit["id"], "skipped": True}
+    assert next_unit(client, project, second)["id"] == unit["id"]
+    assert next_unit(client, project, first) is None
+
+
+def test_skipping_a_unit_never_served_is_a_409(client, make_project, new_volunteer):
+    """Only a unit you were served can be skipped."""
+    project = make_project(TAGGING, n=1)
+    unit = next_unit(client, project, new_volunteer())
+    assert client.post(f"/api/v1/units/{unit['id']}/skip", headers=new_volunteer()).status_code == 409

@@ -24,6 +24,8 @@ def test_multi_select_labels_come_back_in_project_order():
     (TAGS, {}, "payload"),
     (TAGS, {"label": "cat", "extra": 1}, "payload"),
     (TAGS, ["cat"], "payload"),
+    (TAGS, {"unsure": False}, "payload.unsure"),
+    (TAGS, {"unsure": True, "label": "cat"}, "payload"),
     (MULTI, {"labels": ["cat", "cat"]}, "payload.labels"),
     (MULTI, {"labels": "cat"}, "payload.labels"),
     (CIRCLES, {"marks": [{"x": 101, "y": 10, "r": 3}]}, "payload.marks[0]"),
@@ -52,3 +54,8 @@ def test_a_circle_on_the_image_edge_is_accepted():
     """A centre exactly on the border is inside the image."""
     assert validate_answer(CIRCLES, {"marks": [{"x": 100, "y": 50, "r": 5}]}) == {
         "marks": [{"x": 100.0, "y": 50.0, "r": 5.0}]}
+
+
+def test_not_sure_is_a_valid_tagging_answer():
+    """'Not sure' is accepted for single and multi-label tagging alike."""
+    assert validate_answer(TAGS, {"unsure": True}) == validate_answer(MULTI, {"unsure": True}) == {"unsure": True}

@@ -86,7 +86,6 @@ def after_answers(connection: "redis.Redis", dispatcher: Dispatcher, volunteer_i
     """Once answers are committed: end their leases in the serving cache, queue consensus for completed units."""
     created = [o for o in outcomes if isinstance(o, Submission) and o.created]
     if created:
-        # An ordinary answer that was not counted means its unit is already full.
-        dispatcher.answered([(o.project_id, o.unit_id, volunteer_id, o.answer_count,
-                              not o.gold and (o.completed_unit or not o.counted)) for o in created])
+        dispatcher.answered([(o.project_id, o.unit_id, volunteer_id, o.answer_count, o.unit_full)
+                             for o in created])
     enqueue_consensus(connection, [(o.unit_id, o.answer_count or 0) for o in created if o.consensus_due])

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 
 from microtasks.answers import AnswerIn, Submission, submit_answers
 from microtasks.errors import MicrotasksError
+from microtasks.serving import skip
 from microtasks.volunteers import create_volunteer
 from web.api.volunteers.schemas import (
     AnswerBatchInSchema,
@@ -19,6 +20,7 @@ from web.api.volunteers.schemas import (
     HealthSchema,
     NextArgs,
     NextUnitSchema,
+    SkipSchema,
     VolunteerTokenSchema,
 )
 from web.auth import current_volunteer_id, volunteer_token
@@ -72,6 +74,19 @@ def _store(items: Sequence[AnswerIn]) -> list[Submission | MicrotasksError]:
     db().commit()
     after_answers(state().redis, state().dispatcher, volunteer_id, outcomes)
     return outcomes
+
+
+@blp.route("/units/<int:unit_id>/skip")
+class Skip(MethodView):
+    @blp.doc(security=[{"VolunteerToken": []}])
+    @blp.response(200, SkipSchema)
+    def post(self, unit_id: int) -> dict[str, Any]:
+        """Pass on a unit you were served: it goes to someone else and is not offered to you again"""
+        volunteer_id = current_volunteer_id()
+        project_id = skip(db(), volunteer_id, unit_id)
+        db().commit()
+        state().dispatcher.answered([(project_id, unit_id, volunteer_id, None, False)])
+        return {"unit_id": unit_id, "skipped": True}
 
 
 def _feedback(outcome: Submission) -> dict[str, Any] | None:

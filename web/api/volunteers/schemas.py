@@ -84,3 +84,8 @@ class AnswerResultSchema(Schema):
 
 class AnswerBatchOutSchema(Schema):
     results = fields.List(fields.Nested(AnswerResultSchema))
+
+
+class SkipSchema(Schema):
+    unit_id = fields.Integer()
+    skipped = fields.Boolean()
