@@ -23,11 +23,13 @@ ANSWER_COLUMNS = ("unit", "volunteer", "label")
 GOLD_COLUMNS = ("unit", "label")
 
 
-def read_table(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame, list[int]]:
+def read_table(path: Path, columns: tuple[str, ...],
+               required: tuple[str, ...] | None = None) -> tuple[pd.DataFrame, list[int]]:
     """Read a CSV whose header names ``columns`` (in any order; other columns are ignored).
 
-    Every value is kept as the exact string read, so ``'01'`` stays ``'01'``. Returns the
-    table and, for each row, the line of the file it started on.
+    Every value is kept as the exact string read, so ``'01'`` stays ``'01'``. The ``required``
+    columns (all by default) may not be empty. Returns the table and, for each row, the
+    line of the file it started on.
 
     Raises:
         click.ClickException: "<file>, line N: reason" for the first malformed line.
@@ -66,7 +68,7 @@ def read_table(path: Path, columns: tuple[str, ...]) -> tuple[pd.DataFrame, list
                                            f"found {len(record)}")
             values = [record[i] for i in positions]
             for column, value in zip(columns, values):
-                if not value.strip():
+                if not value.strip() and (required is None or column in required):
                     raise click.ClickException(f"{name}, line {line}: empty {column}")
             rows.append(values)
             lines.append(line)
@@ -217,59 +219,23 @@ def read_marks(path: Path) -> pd.DataFrame:
         click.ClickException: "<file>, line N: reason" for the first malformed line.
     """
     name = path.name
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise click.ClickException(f"{name}, line {line}: not UTF-8 text") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    units: list[str] = []
-    volunteers: list[str] = []
+    table, lines = read_table(path, MARK_COLUMNS, required=("unit", "volunteer"))
     values: list[tuple[float, float, float]] = []
-    try:
-        header = next(reader, None)
-        if header is None or not any(cell.strip() for cell in header):
-            raise click.ClickException(f"{name}, line 1: no header; expected {','.join(MARK_COLUMNS)}")
-        header = [cell.strip() for cell in header]
-        missing = [c for c in MARK_COLUMNS if c not in header]
-        if missing:
-            raise click.ClickException(f"{name}, line 1: header lacks column(s) {', '.join(missing)}; "
-                                       f"expected {','.join(MARK_COLUMNS)}")
-        repeated = sorted({c for c in header if c and header.count(c) > 1})
-        if repeated:
-            raise click.ClickException(f"{name}, line 1: column(s) {', '.join(repeated)} appear twice")
-        positions = [header.index(c) for c in MARK_COLUMNS]
-        start = reader.line_num + 1
-        for record in reader:
-            line = start
-            start = reader.line_num + 1
-            if not record or (len(record) == 1 and not record[0].strip()):
-                continue  # blank line
-            if len(record) != len(header):
-                raise click.ClickException(f"{name}, line {line}: expected {len(header)} fields, "
-                                           f"found {len(record)}")
-            unit, volunteer, x, y, r = (record[i] for i in positions)
-            for column, value in (("unit", unit), ("volunteer", volunteer)):
-                if not value.strip():
-                    raise click.ClickException(f"{name}, line {line}: empty {column}")
-            if not x.strip() and not y.strip():
-                if r.strip():
-                    raise click.ClickException(f"{name}, line {line}: r given without x and y")
-                values.append((np.nan, np.nan, np.nan))
-            else:
-                for column, value in (("x", x), ("y", y)):
-                    if not value.strip():
-                        raise click.ClickException(f"{name}, line {line}: empty {column} (give x and y, "
-                                                   f"or leave x, y and r all empty for 'nothing here')")
-                radius = _number(r, "r", name, line) if r.strip() else np.nan
-                if radius <= 0:
-                    raise click.ClickException(f"{name}, line {line}: r must be positive, not {r.strip()}")
-                values.append((_number(x, "x", name, line), _number(y, "y", name, line), radius))
-            units.append(unit)
-            volunteers.append(volunteer)
-    except csv.Error as error:
-        raise click.ClickException(f"{name}, line {reader.line_num}: {error}") from None
+    for (x, y, r), line in zip(table[["x", "y", "r"]].itertuples(index=False), lines):
+        if not x.strip() and not y.strip():
+            if r.strip():
+                raise click.ClickException(f"{name}, line {line}: r given without x and y")
+            values.append((np.nan, np.nan, np.nan))
+            continue
+        for column, value in (("x", x), ("y", y)):
+            if not value.strip():
+                raise click.ClickException(f"{name}, line {line}: empty {column} (give x and y, "
+                                           f"or leave x, y and r all empty for 'nothing here')")
+        radius = _number(r, "r", name, line) if r.strip() else np.nan
+        if radius <= 0:
+            raise click.ClickException(f"{name}, line {line}: r must be positive, not {r.strip()}")
+        values.append((_number(x, "x", name, line), _number(y, "y", name, line), radius))
+    units, volunteers = table["unit"].tolist(), table["volunteer"].tolist()
     coords = np.array(values, dtype=float).reshape(-1, 3)
     return pd.DataFrame({"unit": pd.Series(units, dtype=object), "volunteer": pd.Series(volunteers, dtype=object),
                          "x": coords[:, 0], "y": coords[:, 1], "r": coords[:, 2]})
