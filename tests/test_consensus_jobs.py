@@ -133,3 +133,23 @@ def test_an_empty_tile_retires_once_enough_volunteers_see_nothing(client, make_p
     run_jobs()
     unit = session.scalars(select(Unit)).one()
     assert (unit.state, unit.answer_count) == (UnitState.retired, 2)
+
+
+def test_the_owner_page_lists_quarantined_volunteers_and_releases_them(client, owner, make_project, new_volunteer,
+                                                                     run_jobs, session):
+    """The project page shows who is in quarantine and why; its Release button lets them count again."""
+    from microtasks.models import Quarantine
+
+    project = make_project({**TAGGING, "strategy": "breadth_first"}, n=20)
+    for headers, label in ((new_volunteer(), truth), (new_volunteer(), truth), (new_volunteer(), "cat")):
+        while serve_and_answer(client, project, headers, label) is not None:
+            pass
+    run_jobs()
+    client.post("/owner/login", data={"api_key": owner["key"]})
+    page = client.get(f"/owner/projects/{project['id']}").get_data(as_text=True)
+    assert "Volunteers in quarantine" in page and "gives the same answer" in page
+    (public_id,) = [entry["volunteer"] for entry in client.get(
+        f"/api/v1/projects/{project['id']}/quarantine", headers=owner["headers"]).get_json()]
+    reply = client.post(f"/owner/projects/{project['id']}/quarantine/{public_id}/release")
+    assert reply.status_code == 302
+    assert session.scalars(select(Quarantine.released_at)).one() is not None
