@@ -27,7 +27,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--disable-gpu"]
 PHONE = {"viewport": {"width": 360, "height": 640}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
-TIMEOUT_MS = 10_000
+TIMEOUT_MS = 20_000
 
 
 @pytest.fixture(scope="session")
@@ -197,7 +197,9 @@ def test_a_circle_drawn_by_touch_is_stored_in_image_pixels(phone, make_project, 
     assert page.evaluate("window.scrollY") == scroll_before  # dragging on the image never scrolls
     assert page.locator("#count").inner_text() == "1 mark"
     shoot(page, "marking")
-    page.get_by_role("button", name="Submit").tap()
+    # A click, not a tap: right after a touch sequence Chromium may swallow a second tap as a ghost
+    # click when the machine is slow; what this test checks is the drawing, not the button.
+    page.get_by_role("button", name="Submit").click()
     wait_for_thanks(page)
     [answer] = stored(session_maker)
     [mark] = answer.payload["marks"]
