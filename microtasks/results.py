@@ -10,7 +10,7 @@ import pandas as pd
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from microtasks import __version__
+from microtasks import __version__, gold
 from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MajorityVote, MultiLabelMajority
 from microtasks.consensus.craters import CraterClustering
 from microtasks.consensus.incremental import ReliabilityModel
@@ -82,20 +82,30 @@ def _upsert(session: Session, values: dict[str, Any]) -> None:
 
 
 def adaptive_need(count: int, need: int, minimum: int, maximum: int, threshold: float | None,
-                  confidence: float) -> int | None:
+                  confidence: float, stable: bool = False) -> int | None:
     """A unit's new need after its consensus, or None to leave it as it is.
 
     With a threshold set: once a unit has its minimum answers, a confidence at or above the
-    threshold retires it at its current count; a unit that has all the answers it needs but
-    stays below the threshold asks for one more, up to the maximum.
+    threshold, or a consensus that did not change with the latest answer (``stable``),
+    retires it at its current count; a unit that has all the answers it needs but stays
+    below the threshold, and still changing, asks for one more, up to the maximum.
     """
     if threshold is None or count < minimum:
         return None
-    if confidence >= threshold and count < need:
+    if (confidence >= threshold or stable) and count < need:
         return count
-    if confidence < threshold and count >= need and need < maximum:
+    if confidence < threshold and not stable and count >= need and need < maximum:
         return need + 1
     return None
+
+
+def marks_stable(previous: dict[str, Any] | None, current: dict[str, Any]) -> bool:
+    """True when a marking unit's consensus did not change: the same craters, each within the gold
+    tolerances (:mod:`microtasks.gold`) of its earlier self; two empty results are stable too."""
+    if previous is None or "marks" not in previous or "marks" not in current:
+        return False
+    old, new = previous["marks"], current["marks"]
+    return len(old) == len(new) and gold.match_marks(old, new)[0] == len(new)
 
 
 def load_model(session: Session, project_id: int, volunteer_ids: list[int]) -> tuple[ReliabilityModel, str] | None:
@@ -108,11 +118,15 @@ def load_model(session: Session, project_id: int, volunteer_ids: list[int]) -> t
     return ReliabilityModel.from_json(stored.model, dict(rows.all())), stored.algorithm
 
 
-def compute_consensus(session: Session, unit_id: int, job_id: str | None = None) -> ConsensusResult:
-    """Aggregate all stored answers of a unit and upsert its result (keyed by unit)."""
+def compute_consensus(session: Session, unit_id: int, job_id: str | None = None) -> tuple[ConsensusResult, bool]:
+    """Aggregate all stored answers of a unit and upsert its result (keyed by unit).
+
+    Returns the result, and whether it is the same as the unit's previous result (marking only).
+    """
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise NotFound(f"No unit {unit_id}.")
+    previous = session.scalars(select(ConsensusResult.result).where(ConsensusResult.unit_id == unit_id)).first()
     answers = session.execute(
         select(Answer.volunteer_id, Answer.payload).where(Answer.unit_id == unit_id, Answer.counted)
         .order_by(Answer.id)
@@ -125,9 +139,10 @@ def compute_consensus(session: Session, unit_id: int, job_id: str | None = None)
     values = dict(unit_id=unit_id, n_answers=len(answers), version=__version__, job_id=job_id,
                   computed_at=utcnow(), **decided)
     _upsert(session, values)
-    return session.scalars(
+    result = session.scalars(
         select(ConsensusResult).where(ConsensusResult.unit_id == unit_id).execution_options(populate_existing=True)
     ).one()
+    return result, marks_stable(previous, decided["result"])
 
 
 #: A project's label model is refitted once it has this many counted answers, then whenever

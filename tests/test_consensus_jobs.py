@@ -153,3 +153,23 @@ def test_the_owner_page_lists_quarantined_volunteers_and_releases_them(client, o
     reply = client.post(f"/owner/projects/{project['id']}/quarantine/{public_id}/release")
     assert reply.status_code == 302
     assert session.scalars(select(Quarantine.released_at)).one() is not None
+
+
+def test_a_tile_whose_consensus_stops_changing_retires(client, make_project, new_volunteer, run_jobs, session):
+    """Below the confidence threshold, a tile retires once a new answer leaves its consensus unchanged."""
+    from tests.conftest import MARKING
+
+    project = make_project({**MARKING, "redundancy": 6, "min_redundancy": 2, "confidence_threshold": 1.0}, n=1,
+                           size=(200, 200))
+    crater = [{"x": 100, "y": 100, "r": 20}]
+    for marks in (crater, [], crater, crater, crater):
+        headers = new_volunteer()
+        unit = client.post(f"/api/v1/projects/{project['id']}/next", headers=headers).get_json()["unit"]
+        if unit is None:
+            break
+        assert answer(client, headers, unit["id"], {"marks": marks}).status_code == 201
+        run_jobs()
+    result = session.scalars(select(ConsensusResult)).one()
+    unit = session.scalars(select(Unit)).one()
+    assert result.confidence < 1.0 and len(result.result["marks"]) == 1
+    assert (unit.state, unit.answer_count) == (UnitState.retired, 4)  # the 4th answer changed nothing

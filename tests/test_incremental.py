@@ -73,3 +73,20 @@ def test_adaptive_redundancy_waits_for_the_minimum_and_can_be_off():
     """Before its minimum answers, or with no threshold set, a unit's need does not change."""
     assert adaptive_need(count=1, need=5, minimum=2, maximum=9, threshold=0.9, confidence=0.99) is None
     assert adaptive_need(count=5, need=5, minimum=2, maximum=9, threshold=None, confidence=0.1) is None
+
+
+def test_a_consensus_that_stops_changing_retires_the_unit():
+    """A marking unit whose consensus is unchanged by its latest answer retires, even below the threshold."""
+    assert adaptive_need(count=3, need=6, minimum=2, maximum=9, threshold=0.95, confidence=0.7, stable=True) == 3
+    assert adaptive_need(count=6, need=6, minimum=2, maximum=9, threshold=0.95, confidence=0.7, stable=True) is None
+
+
+def test_marks_are_stable_when_every_crater_is_found_again():
+    """The same craters within tolerance are stable; a crater more or moved away is not."""
+    from microtasks.results import marks_stable
+
+    before = {"marks": [{"x": 100.0, "y": 100.0, "r": 20.0}]}
+    assert marks_stable(before, {"marks": [{"x": 103.0, "y": 99.0, "r": 21.0}]})
+    assert not marks_stable(before, {"marks": [{"x": 130.0, "y": 100.0, "r": 20.0}]})
+    assert not marks_stable(before, {"marks": before["marks"] + [{"x": 10.0, "y": 10.0, "r": 5.0}]})
+    assert marks_stable({"marks": []}, {"marks": []}) and not marks_stable(None, {"marks": []})

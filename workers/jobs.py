@@ -37,12 +37,12 @@ def _job_id() -> str | None:
 def compute_consensus(unit_id: int) -> dict:
     """Aggregate a unit's answers and upsert its result; adaptive redundancy may retire it or ask for more."""
     with job_session() as (settings, session):
-        result = results.compute_consensus(session, unit_id, job_id=_job_id())
+        result, stable = results.compute_consensus(session, unit_id, job_id=_job_id())
         unit = session.get(Unit, unit_id)
         project = unit.project
         need = results.adaptive_need(unit.answer_count, unit.redundancy or project.redundancy,
                                      project.min_redundancy or project.redundancy, project.max_redundancy,
-                                     project.confidence_threshold, result.confidence)
+                                     project.confidence_threshold, result.confidence, stable)
         changed = change_need(session, unit_id, need) if need is not None else None
         session.commit()
         connection = connect(settings)
