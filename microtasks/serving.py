@@ -208,9 +208,6 @@ def prefix(project_id: int) -> str:
     return f"mt:v{LAYOUT}:{{p{project_id}}}:"
 
 
-def unit_need(project: Project, unit: Unit) -> int:
-    return unit.redundancy or project.redundancy
-
 
 class Dispatcher:
     """Leases units to volunteers and records answers in the Redis cache of one deployment."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Iterable
 
 import click
 import numpy as np
@@ -75,6 +76,19 @@ def read_table(path: Path, columns: tuple[str, ...],
     except csv.Error as error:
         raise click.ClickException(f"{name}, line {reader.line_num}: {error}") from None
     return pd.DataFrame(rows, columns=list(columns), dtype=object), lines
+
+
+def write_csv(out_path: Path, header: list[str], rows: Iterable[list[object]]) -> str:
+    """Write a CSV to ``out_path`` ('-' is standard output); returns where it went, for the summary line."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    if str(out_path) == "-":
+        click.echo(buffer.getvalue(), nl=False)
+        return "standard output"
+    out_path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    return str(out_path)
 
 
 def read_answers(path: Path) -> pd.DataFrame:
@@ -142,18 +156,10 @@ def aggregate(answers_path: Path, out_path: Path, method: str, gold_path: Path |
     answers = read_answers(answers_path)
     gold = read_gold(gold_path) if gold_path is not None else None
     result = aggregate_answers(answers, method, gold, seed)
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["unit", "label", "confidence"])
-    for unit, label, confidence in result.itertuples(index=False):
-        writer.writerow([unit, label, f"{confidence:.6f}"])
-    if str(out_path) == "-":
-        click.echo(buffer.getvalue(), nl=False)
-    else:
-        out_path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    where = write_csv(out_path, ["unit", "label", "confidence"],
+                      ([unit, label, f"{confidence:.6f}"] for unit, label, confidence in result.itertuples(index=False)))
     click.echo(f"{len(answers)} answers on {len(result)} units by {answers['volunteer'].nunique()} volunteers, "
-               f"aggregated with {method}; wrote {'standard output' if str(out_path) == '-' else out_path}",
-               err=True)
+               f"aggregated with {method}; wrote {where}", err=True)
 
 
 @click.command("plan", help="Simulate consensus accuracy against answers per unit, from answers collected so far "
@@ -285,16 +291,9 @@ def aggregate_marks(marks_path: Path, out_path: Path, weights_path: Path | None,
     weights = read_weights(weights_path) if weights_path is not None else None
     model = CraterClustering(min_share=min_share, min_volunteers=min_volunteers, width=width, height=height,
                              point_tolerance=point_tolerance).fit(marks, weights)
-    buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["unit", "x", "y", "r", "support", "confidence"])
-    for row in model.craters_.itertuples(index=False):
-        writer.writerow([row.unit, f"{row.x:.2f}", f"{row.y:.2f}", "" if np.isnan(row.r) else f"{row.r:.2f}",
-                         int(row.support), f"{row.confidence:.4f}"])
-    if str(out_path) == "-":
-        click.echo(buffer.getvalue(), nl=False)
-    else:
-        out_path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    where = write_csv(out_path, ["unit", "x", "y", "r", "support", "confidence"], (
+        [row.unit, f"{row.x:.2f}", f"{row.y:.2f}", "" if np.isnan(row.r) else f"{row.r:.2f}", int(row.support),
+         f"{row.confidence:.4f}"] for row in model.craters_.itertuples(index=False)))
     click.echo(f"{int(marks['x'].notna().sum())} marks on {marks['unit'].nunique()} units by "
-               f"{marks['volunteer'].nunique()} volunteers: {len(model.craters_)} consensus marks; wrote "
-               f"{'standard output' if str(out_path) == '-' else out_path}", err=True)
+               f"{marks['volunteer'].nunique()} volunteers: {len(model.craters_)} consensus marks; wrote {where}",
+               err=True)

@@ -14,6 +14,7 @@ from rq import get_current_job
 from sqlalchemy.orm import Session
 
 from microtasks import importing, results
+from microtasks.answers import unit_need
 from microtasks.config import Settings
 from microtasks.db import session_factory
 from microtasks.errors import ValidationError
@@ -40,7 +41,7 @@ def compute_consensus(unit_id: int) -> dict:
         result, stable = results.compute_consensus(session, unit_id, job_id=_job_id())
         unit = session.get(Unit, unit_id)
         project = unit.project
-        need = results.adaptive_need(unit.answer_count, unit.redundancy or project.redundancy,
+        need = results.adaptive_need(unit.answer_count, unit_need(project, unit),
                                      project.min_redundancy or project.redundancy, project.max_redundancy,
                                      project.confidence_threshold, result.confidence, stable)
         changed = change_need(session, unit_id, need) if need is not None else None
