@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from microtasks.db import upgrade  # noqa: E402
 from microtasks.models import Answer, Project, Unit  # noqa: E402
-from microtasks.projects import create_owner, create_project  # noqa: E402
+from microtasks.accounts import create_owner
+from microtasks.projects import create_project  # noqa: E402
 
 
 @dataclass
@@ -104,7 +105,7 @@ def prepare_database(base_url: str, units: int, redundancy: int, strategy: str) 
         owner, _ = create_owner(session, "bench")
         project = create_project(session, owner, {"name": "bench", "task_type": "tagging",
                                                   "labels": ["a", "b", "c", "d"], "redundancy": redundancy,
-                                                  "strategy": strategy})
+                                                  "strategy": strategy, "published": True})
         session.flush()
         session.execute(insert(Unit), [{"project_id": project.id, "external_id": f"u{i}", "media": "bench.png",
                                         "width": 100, "height": 100, "data": {}} for i in range(units)])

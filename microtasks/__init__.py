@@ -7,4 +7,10 @@ from the web app, the workers, the CLI and the tests alike.
 
 from __future__ import annotations
 
+import os
+
+# Arrow's default allocator keeps freed pages, so a long Parquet export would hold on to its peak;
+# the system allocator gives them back. Read once, when pyarrow loads (pandas loads it early).
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 __version__ = "0.1.0"

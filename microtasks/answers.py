@@ -5,7 +5,9 @@ The database decides whether an answer counts toward its unit: one conditional
 collects more counted answers than it needs, however answers race. An answer that
 arrives after its lease expired is still stored and credited to the volunteer, and
 counted only if the unit still needs it. Answers to gold units are scored against the
-known answer and never counted.
+known answer and never counted. A volunteer's answers count nowhere in a project where
+they are quarantined or still qualifying; a passing gold answer of a qualifying volunteer
+is the one case that reads more, to end the qualification once enough gold is passed.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from microtasks import gold
 from microtasks.db import upsertable_insert
 from microtasks.errors import Conflict, MicrotasksError, NotFound, ValidationError
 from microtasks.models import Answer, Assignment, Project, Quarantine, Unit, UnitState, utcnow
+from microtasks.quarantine import GOLD_PASS, is_qualification, settle_qualification
 from microtasks.tasktypes import spec_for, validate_answer
 
 
@@ -102,10 +105,10 @@ def submit_answers(session: Session, volunteer_id: int,
         .where(Unit.id.in_(unit_ids)))}
     projects = {p.id: p for p in session.scalars(
         select(Project).where(Project.id.in_({row.project_id for row in units.values()})))}
-    # A quarantined volunteer's answers are stored but count nowhere.
-    silenced = set(session.scalars(select(Quarantine.project_id).where(
+    # A quarantined (or still qualifying) volunteer's answers are stored but count nowhere.
+    silenced = dict(session.execute(select(Quarantine.project_id, Quarantine.reason).where(
         Quarantine.volunteer_id == volunteer_id, Quarantine.released_at.is_(None),
-        Quarantine.project_id.in_(projects))))
+        Quarantine.project_id.in_(projects))).all())
 
     results: list[Submission | MicrotasksError | None] = []
     rows: list[dict[str, Any]] = []
@@ -135,6 +138,12 @@ def submit_answers(session: Session, volunteer_id: int,
     lost = [row for row in rows if row["answer_uuid"] not in stored]
     if lost:
         _uncount(session, [row["unit_id"] for row in lost if row["counted"]])
+    # Passing gold while qualifying may end the qualification (later answers count): read only then.
+    passed = {units[row["unit_id"]].project_id for row in rows if row["answer_uuid"] in stored
+              and (row["gold_score"] or 0) >= GOLD_PASS and is_qualification(
+                  silenced.get(units[row["unit_id"]].project_id, ""))}
+    if passed:
+        settle_qualification(session, volunteer_id, passed)
     fresh = iter(rows)
     for position, result in enumerate(results):
         if result is not None:

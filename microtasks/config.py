@@ -29,13 +29,17 @@ class Settings:
     redis_url: str | None
     #: Folder of stored media files (content-addressed).
     media_dir: Path
+    #: Let webhooks reach private, loopback and link-local addresses (``WEBHOOK_ALLOW_PRIVATE=1``);
+    #: off by default, so an owner cannot point the workers at the machine's own services.
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls) -> "Settings":
         instance = Path(_env("INSTANCE_DIR") or Path.cwd() / "instance").resolve()
         database_url = normalise_database_url(_env("DATABASE_URL") or f"sqlite:///{instance / 'microtasks.db'}")
         media = Path(_env("MEDIA_DIR") or instance / "media").resolve()
-        return cls(instance_dir=instance, database_url=database_url, redis_url=_env("REDIS_URL"), media_dir=media)
+        return cls(instance_dir=instance, database_url=database_url, redis_url=_env("REDIS_URL"), media_dir=media,
+                   webhook_allow_private=(_env("WEBHOOK_ALLOW_PRIVATE") or "").lower() in ("1", "true", "yes"))
 
 
 def normalise_database_url(url: str) -> str:

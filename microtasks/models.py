@@ -81,6 +81,13 @@ class Strategy(str, enum.Enum):
     priority = "priority"
 
 
+class BatchKind(str, enum.Enum):
+    #: A ZIP archive (or folder) of images with an optional manifest.
+    archive = "archive"
+    #: One large image cut into overlapping tiles.
+    tiles = "tiles"
+
+
 class BatchState(str, enum.Enum):
     pending = "pending"
     processing = "processing"
@@ -93,16 +100,40 @@ def _enum(cls: type[enum.Enum]) -> Enum:
 
 
 class Owner(Base):
-    """A project owner, authenticated on the API by a key of which only the hash is stored."""
+    """A project owner: signs in to the pages with a password, calls the API with keys (only hashes stored)."""
 
     __tablename__ = "owner"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(120))
-    api_key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: Sign-in name for the owner pages (None for an owner who only uses API keys).
+    username: Mapped[Optional[str]] = mapped_column(String(80), unique=True)
+    #: scrypt hash of the password, in werkzeug's ``method$salt$hash`` form.
+    password_hash: Mapped[Optional[str]] = mapped_column(String(255))
+    #: Administrators may see every project (for support and moderation).
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     projects: Mapped[list[Project]] = relationship(back_populates="owner")
+    api_keys: WriteOnlyMapped[ApiKey] = relationship(back_populates="owner", passive_deletes=True)
+
+
+class ApiKey(Base):
+    """An owner's API key: shown once when made, stored as a hash, revocable."""
+
+    __tablename__ = "api_key"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("owner.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    #: The key's first characters, shown so the owner can tell keys apart.
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+    owner: Mapped[Owner] = relationship(back_populates="api_keys")
 
 
 class Project(Base):
@@ -142,6 +173,26 @@ class Project(Base):
     gold_rate: Mapped[float] = mapped_column(Float, default=0.1)
     #: Seconds a served unit stays reserved for its volunteer.
     lease_seconds: Mapped[int] = mapped_column(Integer, default=600)
+    #: Gold units a volunteer must pass (score >= 0.5) before their answers count; 0: no qualification.
+    qualification: Mapped[int] = mapped_column(Integer, default=0)
+    #: Volunteers are served only once the owner has previewed the first units and published.
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The field guide: ``[{"label", "text", "image"}]``, help and an example image (media name) per label.
+    field_guide: Mapped[list[Any]] = mapped_column(default=list)
+    #: Tutorial steps shown on a volunteer's first visit: ``[{"title", "text", "image"}]``.
+    tutorial: Mapped[list[Any]] = mapped_column(default=list)
+    #: Languages the project's texts are given in (BCP 47 codes such as ``en``, ``ar``); the first is the default.
+    languages: Mapped[list[Any]] = mapped_column(default=lambda: ["en"])
+    #: Texts in other languages: ``{lang: {"name", "description", "instructions", "labels": {label: text},
+    #: "field_guide": [...], "tutorial": [...]}}``.
+    translations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: Topics a volunteer may pick projects by (``["space", "wildlife"]``).
+    topics: Mapped[list[Any]] = mapped_column(default=list)
+    #: Where unit-retired and project-completed events are posted, signed with ``webhook_secret``.
+    webhook_url: Mapped[Optional[str]] = mapped_column(String(2000))
+    webhook_secret: Mapped[Optional[str]] = mapped_column(String(100))
+    #: When the last open unit retired (the project-completed event is sent once).
+    completed_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     owner: Mapped[Owner] = relationship(back_populates="projects")
@@ -157,7 +208,13 @@ class Batch(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[BatchKind] = mapped_column(_enum(BatchKind), default=BatchKind.archive)
+    #: Import options, e.g. ``{"tile_size": 512, "overlap": 64}`` for tiles.
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
     state: Mapped[BatchState] = mapped_column(_enum(BatchState), default=BatchState.pending)
+    #: Entries to process and processed so far (the progress the owner sees).
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    processed: Mapped[int] = mapped_column(Integer, default=0)
     #: Path of the uploaded archive while it waits to be processed.
     source_path: Mapped[Optional[str]] = mapped_column(Text)
     imported: Mapped[int] = mapped_column(Integer, default=0)
@@ -185,8 +242,10 @@ class Unit(Base):
     external_id: Mapped[str] = mapped_column(String(255))
     #: The owner's metadata from the manifest.
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    #: Stored media file name (``<sha256>.<ext>``) under the media folder.
+    #: Stored media file name (the phone-size copy volunteers see) under the media folder.
     media: Mapped[Optional[str]] = mapped_column(String(80))
+    #: A small copy for owners' previews and lists.
+    thumbnail: Mapped[Optional[str]] = mapped_column(String(80))
     width: Mapped[Optional[int]] = mapped_column(Integer)
     height: Mapped[Optional[int]] = mapped_column(Integer)
     state: Mapped[UnitState] = mapped_column(_enum(UnitState), default=UnitState.open)
@@ -205,12 +264,16 @@ class Unit(Base):
 
 
 class Volunteer(Base):
-    """An anonymous volunteer, known only by the signed token their device keeps."""
+    """A volunteer, known by the signed token their device keeps; an optional account (no email) lets them
+    sign in on another device and keep their history."""
 
     __tablename__ = "volunteer"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    #: Set when the volunteer makes an account.
+    username: Mapped[Optional[str]] = mapped_column(String(80), unique=True)
+    password_hash: Mapped[Optional[str]] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -234,6 +297,8 @@ class Answer(Base):
     __table_args__ = (
         UniqueConstraint("unit_id", "volunteer_id", name="uq_answer_unit_volunteer"),
         UniqueConstraint("answer_uuid", name="uq_answer_answer_uuid"),
+        #: The dashboard's recent-activity queries read only the last hours.
+        Index("ix_answer_created_at", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -262,6 +327,8 @@ class ConsensusResult(Base):
     unit_id: Mapped[int] = mapped_column(ForeignKey("unit.id", ondelete="CASCADE"), unique=True)
     result: Mapped[dict[str, Any]] = mapped_column()
     confidence: Mapped[float] = mapped_column(Float)
+    #: Share of the unit's answers that agree with the result (marks: mean share of volunteers per mark).
+    agreement: Mapped[Optional[float]] = mapped_column(Float)
     n_answers: Mapped[int] = mapped_column(Integer)
     algorithm: Mapped[str] = mapped_column(String(60))
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -313,3 +380,56 @@ class Quarantine(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     released_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+class ExportState(str, enum.Enum):
+    pending = "pending"
+    running = "running"
+    done = "done"
+    failed = "failed"
+
+
+class Export(Base):
+    """An export made on demand by a worker: a file with its provenance, and its progress."""
+
+    __tablename__ = "export"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    #: consensus, answers, reliability or gold.
+    kind: Mapped[str] = mapped_column(String(20))
+    #: csv, jsonl, parquet, geojson or coco.
+    format: Mapped[str] = mapped_column(String(20))
+    state: Mapped[ExportState] = mapped_column(_enum(ExportState), default=ExportState.pending)
+    #: Rows written so far, and the rows expected (for the progress bar).
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    #: The finished file, relative to the instance's exports folder.
+    path: Mapped[Optional[str]] = mapped_column(Text)
+    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    job_id: Mapped[Optional[str]] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookDelivery(Base):
+    """One event posted to a project's webhook, with its attempts (retried with backoff by RQ)."""
+
+    __tablename__ = "webhook_delivery"
+    __table_args__ = (UniqueConstraint("event_key", name="uq_webhook_delivery_event_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("project.id", ondelete="CASCADE"), index=True)
+    #: unit.retired or project.completed.
+    event: Mapped[str] = mapped_column(String(40))
+    #: Makes an event happen once (e.g. ``unit.retired:<unit>:<answers>``).
+    event_key: Mapped[str] = mapped_column(String(120))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    url: Mapped[str] = mapped_column(String(2000))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: HTTP status of the last attempt (None when it got no response).
+    status_code: Mapped[Optional[int]] = mapped_column(Integer)
+    last_error: Mapped[Optional[str]] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True))

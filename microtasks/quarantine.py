@@ -7,6 +7,13 @@ their answers no longer count toward any unit's redundancy nor weigh in its cons
 the units they had counted for are reopened for other volunteers, and the refit that
 found them recomputes every retired unit without them. The owner can review the list
 and release a volunteer, whose later answers count again.
+
+The same mechanism makes a project's qualification: in a project that asks volunteers to
+pass ``qualification`` gold units first, a volunteer's first serving records a
+quarantine entry whose reason starts with ``qualifying:``; once they have passed that
+many gold units (score at least :data:`GOLD_PASS`) the entry is released, and their
+later answers count. So the submit path learns nothing new: it already reads the
+volunteer's quarantine entries. Answers given while qualifying stay stored, uncounted.
 """
 
 from __future__ import annotations
@@ -17,8 +24,15 @@ import pandas as pd
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from microtasks.db import upsertable_insert
 from microtasks.errors import NotFound
 from microtasks.models import Answer, Project, Quarantine, Unit, UnitState, Volunteer, utcnow
+
+#: A gold answer scoring at least this passes (for a project's qualification).
+GOLD_PASS = 0.5
+#: Reasons of the entries of a project's qualification, while qualifying and once passed.
+QUALIFYING = "qualifying: pass {n} gold units"
+QUALIFIED = "qualified: passed {n} gold units"
 
 
 @dataclass(frozen=True)
@@ -81,12 +95,17 @@ def quarantine(session: Session, project: Project, volunteer_id: int, reason: st
     """Quarantine a volunteer: their counted answers stop counting and their units reopen where needed.
 
     Returns the ids of the units whose counts changed. A volunteer once released is not
-    quarantined again by the rules (the owner decided). The caller commits.
+    quarantined again by the rules (the owner decided), unless the entry was only their
+    qualification: passing gold is no pass for spam. The caller commits.
     """
-    if session.scalars(select(Quarantine.id).where(Quarantine.project_id == project.id,
-                                                   Quarantine.volunteer_id == volunteer_id)).first() is not None:
+    entry = session.scalars(select(Quarantine).where(Quarantine.project_id == project.id,
+                                                     Quarantine.volunteer_id == volunteer_id)).first()
+    if entry is None:
+        session.add(Quarantine(project_id=project.id, volunteer_id=volunteer_id, reason=reason))
+    elif is_qualification(entry.reason):
+        entry.reason, entry.created_at, entry.released_at = reason, utcnow(), None
+    else:
         return set()
-    session.add(Quarantine(project_id=project.id, volunteer_id=volunteer_id, reason=reason))
     touched = set(session.scalars(select(Answer.unit_id).join(Unit).where(
         Unit.project_id == project.id, Answer.volunteer_id == volunteer_id, Answer.counted)))
     if touched:
@@ -110,3 +129,49 @@ def release(session: Session, project_id: int, public_id: str) -> Quarantine:
         entry.released_at = utcnow()
     session.flush()
     return entry
+
+
+def is_qualification(reason: str) -> bool:
+    """Whether a quarantine entry is a project's qualification (not a judgement of the volunteer)."""
+    return reason.startswith(("qualifying:", "qualified:"))
+
+
+def start_qualifying(session: Session, project_id: int, volunteer_id: int) -> None:
+    """A volunteer's first serving in a project with a qualification: their answers wait for their gold.
+
+    Nothing is written when the project asks for none, or the volunteer already has an
+    entry in the project. The caller commits.
+    """
+    needed = session.scalar(select(Project.qualification).where(Project.id == project_id))
+    if needed:
+        session.execute(upsertable_insert(session, Quarantine.__table__).on_conflict_do_nothing().values(
+            project_id=project_id, volunteer_id=volunteer_id, reason=QUALIFYING.format(n=needed),
+            created_at=utcnow()))
+
+
+def settle_qualification(session: Session, volunteer_id: int, project_ids: set[int] | None = None) -> set[int]:
+    """Release the volunteer's qualifying entries (in ``project_ids``, or all) whose gold they have passed.
+
+    Called when a qualifying volunteer passes a gold unit (rare: only while qualifying),
+    so it may read. Returns the projects where the volunteer now qualifies. The caller commits.
+    """
+    statement = (select(Quarantine, Project.qualification).join(Project, Project.id == Quarantine.project_id)
+                 .where(Quarantine.volunteer_id == volunteer_id, Quarantine.released_at.is_(None),
+                        Quarantine.reason.startswith("qualifying:")))
+    if project_ids is not None:
+        statement = statement.where(Quarantine.project_id.in_(project_ids))
+    entries = session.execute(statement).all()
+    if not entries:
+        return set()
+    passed = dict(session.execute(
+        select(Unit.project_id, func.count()).select_from(Answer).join(Unit, Unit.id == Answer.unit_id)
+        .where(Answer.volunteer_id == volunteer_id, Answer.gold_score >= GOLD_PASS,
+               Unit.project_id.in_([entry.project_id for entry, _ in entries]))
+        .group_by(Unit.project_id)).all())
+    qualified = set()
+    for entry, needed in entries:
+        if passed.get(entry.project_id, 0) >= needed:
+            entry.reason, entry.released_at = QUALIFIED.format(n=needed), utcnow()
+            qualified.add(entry.project_id)
+    session.flush()
+    return qualified

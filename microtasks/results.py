@@ -73,6 +73,43 @@ def aggregate_unit(project: Project, answers: list[tuple[Hashable, dict[str, Any
             "algorithm": model.name, "parameters": model.parameters}
 
 
+def agreement(result: dict[str, Any], payloads: list[dict[str, Any]]) -> float | None:
+    """Share of a unit's answers that agree with its result, from 0 to 1 (None with no answers).
+
+    Single label: the share of answers giving the result's label. Several labels: the mean
+    Jaccard index of each answer's labels with the result's (1 when both are empty). Marks:
+    the mean over consensus marks of their support (volunteers) over the answers; with no
+    consensus mark, the share of answers that marked nothing. "Not sure" answers disagree.
+
+    Example:
+        >>> agreement({"label": "cat"}, [{"label": "cat"}, {"label": "dog"}, {"unsure": True}, {"label": "cat"}])
+        0.5
+        >>> agreement({"labels": ["cat", "dog"]}, [{"labels": ["cat"]}, {"labels": ["cat", "dog"]}])
+        0.75
+        >>> agreement({"marks": [{"x": 1, "y": 2, "support": 2}, {"x": 9, "y": 9, "support": 1}]},
+        ...           [{"marks": [{"x": 1, "y": 2}]}, {"marks": [{"x": 1, "y": 2}, {"x": 9, "y": 9}]}])
+        0.75
+    """
+    if not payloads:
+        return None
+    if "label" in result:
+        return sum(p.get("label") == result["label"] for p in payloads) / len(payloads)
+    if "labels" in result:
+        want = set(result["labels"])
+
+        def jaccard(payload: dict[str, Any]) -> float:
+            if "labels" not in payload:
+                return 0.0
+            got = set(payload["labels"])
+            return 1.0 if not want and not got else len(want & got) / len(want | got)
+
+        return sum(jaccard(p) for p in payloads) / len(payloads)
+    marks = result.get("marks") or []
+    if not marks:
+        return sum("marks" in p and not p["marks"] for p in payloads) / len(payloads)
+    return min(1.0, sum(m["support"] for m in marks) / len(marks) / len(payloads))
+
+
 def _upsert(session: Session, values: dict[str, Any]) -> None:
     """Insert or replace a unit's consensus result."""
     statement = upsertable_insert(session, ConsensusResult).values(**values)
@@ -137,7 +174,7 @@ def compute_consensus(session: Session, unit_id: int, job_id: str | None = None)
     model, fitted = loaded if loaded else (None, None)
     decided = aggregate_unit(unit.project, [(v, p) for v, p in answers], model, fitted)
     values = dict(unit_id=unit_id, n_answers=len(answers), version=__version__, job_id=job_id,
-                  computed_at=utcnow(), **decided)
+                  computed_at=utcnow(), agreement=agreement(decided["result"], [p for _, p in answers]), **decided)
     _upsert(session, values)
     result = session.scalars(
         select(ConsensusResult).where(ConsensusResult.unit_id == unit_id).execution_options(populate_existing=True)
@@ -234,6 +271,7 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
     session.add(stored)
     retired = session.execute(select(Unit.id, Unit.answer_count).where(
         Unit.project_id == project_id, Unit.state == UnitState.retired, Unit.gold.is_(None))).all()
+    agreements = (answers["label"] == answers["unit"].map(fitted.labels_)).groupby(answers["unit"]).mean()
     for unit_id, n_answers in retired:
         if unit_id not in fitted.probas_.index:
             continue
@@ -241,6 +279,7 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
         shares = {str(k): round(float(v), 4) for k, v in posterior.items() if v >= 1e-4}
         _upsert(session, dict(unit_id=int(unit_id), n_answers=int(n_answers), version=__version__, job_id=job_id,
                               computed_at=utcnow(), result={"label": fitted.labels_[unit_id], "shares": shares},
-                              confidence=float(fitted.confidences_[unit_id]), algorithm=method.name,
+                              confidence=float(fitted.confidences_[unit_id]),
+                              agreement=float(agreements[unit_id]), algorithm=method.name,
                               parameters=method.parameters))
     return Refit(answers=len(answers), quarantined={int(k): v for k, v in found.items()}, reopened=reopened)

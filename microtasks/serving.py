@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from microtasks.errors import Conflict, NotFound
 from microtasks.models import Answer, Assignment, Project, Unit, UnitState
+from microtasks.quarantine import start_qualifying
 
 #: Units leased in one next-unit call at most.
 MAX_BATCH = 20
@@ -67,15 +68,19 @@ end
 
 #: KEYS: none (all keys share the project's prefix, given as ARGV[1]).
 #: ARGV: prefix, volunteer, now, count, random numbers (count + 1 of them).
-#: Returns -1 when the project is not loaded, else a flat list of: unit id, expiry, gold flag, new-serving flag,
+#: Returns -1 when the project is not loaded, else a flat list of: unit id, expiry, gold flag, new-serving flag
+#: (0 a live lease, 1 a new serving, 2 the volunteer's first serving in a project with a qualification),
 #: media file, width, height.
 NEXT_SCRIPT = _SCORE + """
 local p, vid, now, want = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local cfg = redis.call('HMGET', p .. 'cfg', 'lease', 'strategy', 'warm_rate', 'warm', 'rate')
+local cfg = redis.call('HMGET', p .. 'cfg', 'lease', 'strategy', 'warm_rate', 'warm', 'rate', 'qual')
 if cfg[1] == false then return -1 end
 local lease, strategy = tonumber(cfg[1]), cfg[2]
 local warm_rate, warm, rate = tonumber(cfg[3]), tonumber(cfg[4]), tonumber(cfg[5])
+local qual = tonumber(cfg[6] or '0')
 local seen, held = p .. 'seen:' .. vid, p .. 'held:' .. vid
+-- New servings are flagged 1, or 2 for a volunteer's first in a project with a qualification.
+local fresh_flag = (qual > 0 and redis.call('SCARD', seen) == 0) and 2 or 1
 
 -- Expired leases free their slots.
 local expired = redis.call('ZRANGEBYSCORE', p .. 'leases', '-inf', now, 'LIMIT', 0, %(reclaim)d)
@@ -109,14 +114,15 @@ local function take(uid, gold)
     redis.call('ZADD', p .. 'leases', expiry, uid .. ':' .. vid)
     refresh(p, strategy, uid)
   end
-  emit(uid, expiry, 1)
+  emit(uid, expiry, fresh_flag)
 end
 
--- Gold units: a high rate for a new volunteer's first units, then a lower one; each gold unit once.
+-- Gold units: only gold for a volunteer's first units while a project's qualification asks for them,
+-- a high rate for a new volunteer's first units, then a lower one; each gold unit once.
 local served = redis.call('SCARD', seen)
 local golds = 0
 for i = 0, want - 1 do
-  local r = (served + i < warm) and warm_rate or rate
+  local r = (served + i < qual) and 1 or ((served + i < warm) and warm_rate or rate)
   if tonumber(ARGV[5 + i]) < r then golds = golds + 1 end
 end
 if golds > 0 then
@@ -225,7 +231,9 @@ class Dispatcher:
         """Lease up to ``count`` units to a volunteer: their live leases first, then gold, then new units.
 
         The project is read from the database only when its serving state must be
-        (re)built, so the common call costs one Redis script and one insert.
+        (re)built, so the common call costs one Redis script and one insert. In a project
+        with a qualification, a volunteer's first units are gold, and their first serving
+        also records their qualifying quarantine entry (two statements, once per volunteer).
         The caller commits the session: the assignment rows written here are what lets
         the cache be rebuilt, and what the database's constraints check.
         """
@@ -238,6 +246,8 @@ class Dispatcher:
             project = session.get(Project, project_id)
             if project is None:
                 raise NotFound(f"No project {project_id}.")
+            if not project.published:
+                raise Conflict(f"Project {project_id} is not open to volunteers yet: its owner has not published it.")
             self.load(session, project)
             flat = self._next(args=args)
             if flat == -1:
@@ -247,13 +257,15 @@ class Dispatcher:
             lease = Lease(int(flat[i]), datetime.fromtimestamp(float(flat[i + 1]), timezone.utc), flat[i + 2] == 1,
                           flat[i + 4].decode(), int(flat[i + 5]), int(flat[i + 6]))
             leases.append(lease)
-            if flat[i + 3] == 1:
+            if flat[i + 3]:
                 fresh.append(lease)
         if fresh:
             served_at = datetime.fromtimestamp(now, timezone.utc)
             session.execute(Assignment.__table__.insert(), [
                 {"unit_id": lease.unit_id, "volunteer_id": volunteer_id, "expires_at": lease.expires_at,
                  "served_at": served_at} for lease in fresh])
+            if 2 in flat[3::7]:  # the volunteer's first serving in a project with a qualification
+                start_qualifying(session, project_id, volunteer_id)
         return leases
 
     def answered(self, answers: list[tuple[int, int, int, int | None, bool]]) -> None:
@@ -338,7 +350,7 @@ class Dispatcher:
                                                       priority)})
         pipe.hset(p + "cfg", mapping={
             "lease": project.lease_seconds, "strategy": strategy, "warm_rate": project.gold_warmup_rate,
-            "warm": project.gold_warmup, "rate": project.gold_rate})
+            "warm": project.gold_warmup, "rate": project.gold_rate, "qual": project.qualification})
         pipe.execute()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import uuid
 import zipfile
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import redis
 from sqlalchemy import text
+from werkzeug.serving import make_server
 
 from microtasks.config import Settings, normalise_database_url
 from microtasks.db import engine_for, session_factory, upgrade
@@ -128,7 +130,7 @@ def run_jobs(redis_db: redis.Redis) -> Callable[[], int]:
 
 @pytest.fixture()
 def owner(session_maker) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from microtasks.projects import create_owner
+    from microtasks.accounts import create_owner
 
     with session_maker() as session:
         created, key = create_owner(session, "Test owner")
@@ -136,7 +138,22 @@ def owner(session_maker) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         return {"id": created.id, "key": key, "headers": {"X-API-Key": key}}
 
 
-def png_bytes(width: int = 64, height: int = 48, colour: str = "red") -> bytes:
+def csrf_token(client, path: str = "/owner/login") -> str:  # type: ignore[no-untyped-def]
+    """The session's CSRF token, as the owner pages put it in their forms."""
+    import re
+
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+
+def sign_in(client, owner: dict[str, Any]) -> str:  # type: ignore[no-untyped-def]
+    """Sign the test client in to the owner pages with the owner's API key; returns the CSRF token."""
+    reply = client.post("/owner/login", data={"api_key": owner["key"], "csrf_token": csrf_token(client)})
+    assert reply.status_code == 302, reply.get_data(as_text=True)
+    return csrf_token(client, "/owner/")  # signing in starts a new session, with a new token
+
+
+def png_bytes(width: int = 64, height: int = 48, colour: str | tuple[int, int, int] = "red") -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
@@ -152,8 +169,9 @@ def make_zip(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-TAGGING = {"name": "Cats and dogs", "task_type": "tagging", "labels": ["cat", "dog", "bird"], "redundancy": 3}
-MARKING = {"name": "Craters", "task_type": "marking", "marking_tool": "circle", "redundancy": 3}
+TAGGING = {"name": "Cats and dogs", "task_type": "tagging", "labels": ["cat", "dog", "bird"], "redundancy": 3,
+           "published": True}
+MARKING = {"name": "Craters", "task_type": "marking", "marking_tool": "circle", "redundancy": 3, "published": True}
 
 
 @pytest.fixture()
@@ -164,7 +182,8 @@ def make_project(client, owner, run_jobs):  # type: ignore[no-untyped-def]
         response = client.post("/api/v1/projects", json=settings, headers=owner["headers"])
         assert response.status_code == 201, response.get_json()
         project = response.get_json()
-        files = {f"img{i}.png": png_bytes(*size, colour=("red", "green", "blue")[i % 3]) for i in range(n)}
+        # Distinct images: identical files in one batch would be rejected as duplicates.
+        files = {f"img{i}.png": png_bytes(*size, colour=(200 - i % 200, (40 * i) % 256, i // 200)) for i in range(n)}
         upload = client.post(f"/api/v1/projects/{project['id']}/batches", headers=owner["headers"],
                              data={"file": (io.BytesIO(make_zip(files)), "batch.zip")},
                              content_type="multipart/form-data")
@@ -189,3 +208,89 @@ def answer(client, headers: dict[str, str], unit_id: int, payload: dict[str, Any
                        json={"answer_id": answer_id or str(uuid.uuid4()), "payload": payload})
 
 
+# -- browser tests: the real app in a thread, driven by Debian's Chromium -------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-gpu"]
+PHONE = {"viewport": {"width": 360, "height": 640}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"The browser tests need Chromium at {CHROMIUM} (apt-get install chromium); "
+                    "they never download a browser.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The real app on a free port, in a background thread."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(10)
+    httpd.server_close()
+
+
+@pytest.fixture()
+def phone(browser, server):  # type: ignore[no-untyped-def]
+    """Open a project's task page as a new anonymous volunteer on a phone; fail on any page error.
+
+    A test that provokes an error on purpose lists its text in ``phone.expected``.
+    """
+    contexts, problems = [], []
+
+    def new_page(path: str):  # type: ignore[no-untyped-def]
+        context = browser.new_context(**PHONE)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        page.goto(server + path)
+        return page
+
+    def open_page(project: dict[str, Any]):  # type: ignore[no-untyped-def]
+        page = new_page(f"/p/{project['slug']}")
+        wait_for_unit(page)
+        return page
+
+    open_page.expected = []  # type: ignore[attr-defined]
+    open_page.new_page = new_page  # type: ignore[attr-defined]
+    yield open_page
+    for context in contexts:
+        context.close()
+    unexpected = [p for p in problems if not any(text in p for text in open_page.expected)]  # type: ignore
+    assert not unexpected, unexpected
+
+
+def sign_in_with_key(page, key: str) -> None:  # type: ignore[no-untyped-def]
+    """On the owner sign-in page: open the API key form and sign in with ``key``."""
+    page.get_by_text("Sign in with an API key instead").tap()
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in with the key").tap()
+    page.get_by_role("heading", name="Your projects").wait_for()
+
+
+def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def wait_for_unit(page) -> str:  # type: ignore[no-untyped-def]
+    """Wait until a unit's image is shown and the page takes answers; return the image's URL."""
+    page.wait_for_selector('#stage:not([hidden])')
+    page.wait_for_selector('#task[aria-busy="false"]')
+    return page.get_attribute("#unit-image", "src")

@@ -140,7 +140,7 @@ def test_owner_endpoints_need_an_api_key(client):
 
 def test_an_owner_cannot_see_another_owners_project(client, make_project, session_maker):
     """Another owner's project is a 404, as if it did not exist."""
-    from microtasks.projects import create_owner
+    from microtasks.accounts import create_owner
 
     project = make_project(TAGGING, n=1)
     with session_maker() as session:

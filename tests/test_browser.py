@@ -9,90 +9,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from microtasks.models import Answer
-from tests.conftest import MARKING, TAGGING
+from tests.conftest import ARTIFACTS, MARKING, TAGGING, shoot, sign_in_with_key, wait_for_unit
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-gpu"]
-PHONE = {"viewport": {"width": 360, "height": 640}, "has_touch": True, "is_mobile": True, "device_scale_factor": 2}
-TIMEOUT_MS = 20_000
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"The browser tests need Chromium at {CHROMIUM} (apt-get install chromium); "
-                    "they never download a browser.")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture()
-def server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    """The real app on a free port, in a background thread."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(10)
-    httpd.server_close()
-
-
-@pytest.fixture()
-def phone(browser, server):  # type: ignore[no-untyped-def]
-    """Open a project's task page as a new anonymous volunteer on a phone; fail on any page error.
-
-    A test that provokes an error on purpose lists its text in ``phone.expected``.
-    """
-    contexts, problems = [], []
-
-    def new_page(path: str):  # type: ignore[no-untyped-def]
-        context = browser.new_context(**PHONE)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.goto(server + path)
-        return page
-
-    def open_page(project: dict[str, Any]):  # type: ignore[no-untyped-def]
-        page = new_page(f"/p/{project['slug']}")
-        wait_for_unit(page)
-        return page
-
-    open_page.expected = []  # type: ignore[attr-defined]
-    open_page.new_page = new_page  # type: ignore[attr-defined]
-    yield open_page
-    for context in contexts:
-        context.close()
-    unexpected = [p for p in problems if not any(text in p for text in open_page.expected)]  # type: ignore
-    assert not unexpected, unexpected
-
-
-def wait_for_unit(page) -> str:  # type: ignore[no-untyped-def]
-    """Wait until a unit's image is shown and the page takes answers; return the image's URL."""
-    page.wait_for_selector('#stage:not([hidden])')
-    page.wait_for_selector('#task[aria-busy="false"]')
-    return page.get_attribute("#unit-image", "src")
-
 
 def wait_for_next_unit(page, previous_src: str) -> str:  # type: ignore[no-untyped-def]
     page.wait_for_function(
@@ -103,11 +29,6 @@ def wait_for_next_unit(page, previous_src: str) -> str:  # type: ignore[no-untyp
 
 def wait_for_thanks(page) -> None:  # type: ignore[no-untyped-def]
     page.get_by_role("heading", name="Thank you!").wait_for()
-
-
-def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def stored(session_maker) -> list[Answer]:  # type: ignore[no-untyped-def]
@@ -308,8 +229,19 @@ def test_the_project_list_and_owner_pages_render_on_a_phone(phone, make_project,
     assert page.get_by_role("link", name="Start").bounding_box()["height"] >= 48
     shoot(page, "index")
     page.goto(page.url + "owner/login")
-    page.get_by_label("API key").fill(owner["key"])
-    page.get_by_role("button", name="Sign in").tap()
+    sign_in_with_key(page, owner["key"])
     page.get_by_role("link", name=project["name"]).tap()
-    page.get_by_role("heading", name="Export").wait_for()
+    page.get_by_role("heading", name="Export", exact=True).wait_for()
     shoot(page, "owner-project")
+    page.get_by_role("link", name="Settings").tap()
+    page.get_by_role("group", name="Field guide").wait_for()
+    shoot(page, "owner-settings")
+
+
+def test_the_api_docs_page_lists_the_endpoints(phone):
+    """The interactive API page draws every resource from the OpenAPI document, with no CDN."""
+    page = phone.new_page("/api/docs")
+    page.locator("#operations-tag-projects").wait_for()
+    for tag in ("projects", "volunteers", "keys"):
+        assert page.locator(f"#operations-tag-{tag}").count() == 1
+    shoot(page, "api-docs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from microtasks.models import Answer, ConsensusResult, ProjectModel, Unit, UnitState, VolunteerReliability
-from tests.conftest import TAGGING, answer
+from tests.conftest import TAGGING, answer, sign_in
 
 
 LABELS = TAGGING["labels"]
@@ -145,12 +145,13 @@ def test_the_owner_page_lists_quarantined_volunteers_and_releases_them(client, o
         while serve_and_answer(client, project, headers, label) is not None:
             pass
     run_jobs()
-    client.post("/owner/login", data={"api_key": owner["key"]})
+    token = sign_in(client, owner)
     page = client.get(f"/owner/projects/{project['id']}").get_data(as_text=True)
     assert "Volunteers in quarantine" in page and "gives the same answer" in page
     (public_id,) = [entry["volunteer"] for entry in client.get(
         f"/api/v1/projects/{project['id']}/quarantine", headers=owner["headers"]).get_json()]
-    reply = client.post(f"/owner/projects/{project['id']}/quarantine/{public_id}/release")
+    reply = client.post(f"/owner/projects/{project['id']}/quarantine/{public_id}/release",
+                        data={"csrf_token": token})
     assert reply.status_code == 302
     assert session.scalars(select(Quarantine.released_at)).one() is not None
 

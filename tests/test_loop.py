@@ -35,7 +35,7 @@ def test_the_demo_loads_and_simulated_volunteers_reach_consensus(settings, redis
     from web.demo import load_demo, simulate_volunteers
 
     demo = replace(settings, instance_dir=tmp_path, media_dir=tmp_path / "media", redis_url=os.environ["REDIS_URL"])
-    assert load_demo(demo).startswith("mt_")
+    assert load_demo(demo)["api_key"].startswith("mt_")
     assert simulate_volunteers(demo, "shapes", volunteers=3) == 72
     run_jobs()
     with session_maker() as session:

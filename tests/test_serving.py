@@ -12,7 +12,8 @@ from sqlalchemy import func, select, update
 
 from microtasks.answers import submit_answer
 from microtasks.models import Answer, Strategy, Unit, UnitState
-from microtasks.projects import create_owner, create_project
+from microtasks.accounts import create_owner
+from microtasks.projects import create_project
 from microtasks.serving import Dispatcher
 from microtasks.volunteers import create_volunteer
 from tests.conftest import make_zip, png_bytes
@@ -35,7 +36,8 @@ def project_with(session_maker, settings):
         with session_maker() as session:
             owner, _ = create_owner(session, "o")
             project = create_project(session, owner, {"name": f"p-{uuid.uuid4().hex[:8]}", "task_type": "tagging",
-                                                      "labels": ["cat", "dog"], "redundancy": redundancy})
+                                                      "labels": ["cat", "dog"], "redundancy": redundancy,
+                                                      "published": True})
             project.strategy = Strategy(strategy)
             for key, value in extra.items():
                 setattr(project, key, value)

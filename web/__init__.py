@@ -47,13 +47,17 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
                                          redis=redis, dispatcher=Dispatcher(redis))
     app.teardown_appcontext(close_db)
 
-    from web import api, limits, owner, volunteer
+    from web import api, i18n, limits, owner, volunteer, volunteer_account
     from web.api.volunteers.routes import blp as volunteers_blp
+    from web.auth import init_csrf
 
     api.init_app(app)
     init_errors(app)  # after the Api, whose own handler would otherwise drop our messages
+    init_csrf(app)
+    i18n.init_app(app, settings.instance_dir)
     app.register_blueprint(volunteer.bp)
     app.register_blueprint(owner.bp)
+    app.register_blueprint(volunteer_account.bp)
     limits.init_app(app, (volunteers_blp,))
 
     @app.get("/media/<name>", endpoint="media")

@@ -1,39 +1,75 @@
-"""Who is asking: owners by API key (or the owner pages' session), volunteers by signed token."""
+"""Who is asking: owners by API key (or the owner pages' session), volunteers by signed token.
+
+Requests that change something on the strength of the owner pages' session cookie
+must carry the session's CSRF token (Flask-WTF): a form field ``csrf_token`` on the
+pages, an ``X-CSRF-Token`` header on API calls made by the pages' scripts. Requests
+that carry an API key need none: no browser sends the key by itself.
+"""
 
 from __future__ import annotations
 
 from functools import wraps
 from typing import Any, Callable
 
-from flask import abort, current_app, g, request, session
+from flask import Flask, abort, current_app, g, request, session
+from flask_wtf.csrf import CSRFProtect
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from microtasks.models import Owner, Volunteer
-from microtasks.projects import owner_for_key
+from microtasks.accounts import owner_for_key
 from microtasks.volunteers import create_volunteer
 from web.extensions import db
 
 VOLUNTEER_COOKIE = "mt_volunteer"
 VOLUNTEER_HEADER = "X-Volunteer-Token"
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+csrf = CSRFProtect()
 
 
-def current_owner() -> Owner | None:
+def _api_key() -> str | None:
     key = request.headers.get("X-API-Key")
     if not key and request.headers.get("Authorization", "").startswith("Bearer "):
         key = request.headers["Authorization"][7:]
+    return key.strip() if key else None
+
+
+def current_owner() -> Owner | None:
+    if "owner" in g:
+        return g.owner
+    key = _api_key()
     if key:
-        return owner_for_key(db(), key.strip())
-    owner_id = session.get("owner_id")
-    return db().get(Owner, owner_id) if owner_id else None
+        owner = owner_for_key(db(), key)
+        if owner is not None:
+            db().commit()  # the key's last use
+    else:
+        owner_id = session.get("owner_id")
+        owner = db().get(Owner, owner_id) if owner_id else None
+    g.owner = owner
+    return owner
+
+
+def init_csrf(app: Flask) -> None:
+    """Check the CSRF token on owner and volunteer-account pages' forms, and on API calls authenticated by the
+    owner pages' session."""
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)  # valid as long as the session
+    csrf.init_app(app)
+
+    @app.before_request
+    def check_csrf() -> None:
+        if request.method not in SAFE_METHODS and request.blueprint in ("owner", "volunteer_account"):
+            csrf.protect()
 
 
 def owner_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        owner = current_owner()
-        if owner is None:
-            abort(401, description="An owner's API key is required (header X-API-Key).")
-        g.owner = owner
+        if current_owner() is None:
+            abort(401, description="An owner's API key is required (header X-API-Key), "
+                                   "or a signed-in owner's session.")
+        if _api_key() is None and request.method not in SAFE_METHODS:
+            csrf.protect()  # the pages' session: the call must come from our own pages
         return view(*args, **kwargs)
 
     return wrapped
@@ -73,10 +109,26 @@ def current_volunteer_id(required: bool = True) -> int | None:
 
 
 def ensure_volunteer_cookie(response: Any) -> Any:
-    """Pages give a new visitor an anonymous volunteer identity at once: no sign-up to start."""
-    if current_volunteer_id(required=False) is None:
+    """Pages give a new visitor an anonymous volunteer identity at once: no sign-up to start.
+
+    A cookie naming an erased volunteer (erased on another device) is replaced too: the
+    page costs one look-up more, the API's hot path none.
+    """
+    volunteer_id = current_volunteer_id(required=False)
+    if volunteer_id is None or db().get(Volunteer, volunteer_id) is None:
         volunteer = create_volunteer(db())
         db().commit()
-        response.set_cookie(VOLUNTEER_COOKIE, volunteer_token(volunteer), max_age=5 * 365 * 86400,
-                            httponly=True, samesite="Lax", secure=request.is_secure)
+        set_volunteer_cookie(response, volunteer)
+    return response
+
+
+def set_volunteer_cookie(response: Any, volunteer: Volunteer) -> Any:
+    """The pages' identity: the volunteer's token in an HttpOnly cookie."""
+    response.set_cookie(VOLUNTEER_COOKIE, volunteer_token(volunteer), max_age=5 * 365 * 86400,
+                        httponly=True, samesite="Lax", secure=request.is_secure)
+    return response
+
+
+def clear_volunteer_cookie(response: Any) -> Any:
+    response.delete_cookie(VOLUNTEER_COOKIE, httponly=True, samesite="Lax", secure=request.is_secure)
     return response

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from sqlalchemy import select
 
+from microtasks import exporting
 from microtasks.config import Settings
 from microtasks.db import session_factory, upgrade
 from microtasks.errors import MicrotasksError
@@ -46,13 +47,23 @@ def migrate() -> None:
 
 @cli.command("create-owner", help="Create a project owner and print their API key (shown once).")
 @click.argument("name")
-def create_owner_command(name: str) -> None:
-    from microtasks.projects import create_owner
+@click.option("--username", help="Sign-in name for the owner pages (asks for a password).")
+@click.option("--password", envvar="MICROTASKS_OWNER_PASSWORD",
+              help="The password (default: asked for, not echoed).")
+@click.option("--admin", is_flag=True, help="An administrator, who sees every project.")
+def create_owner_command(name: str, username: str | None, password: str | None, admin: bool) -> None:
+    from microtasks.accounts import create_owner
 
+    if username and not password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     settings = _settings()
     upgrade(settings.database_url)
     with session_factory(settings.database_url)() as session:
-        owner, key = create_owner(session, name)
+        try:
+            owner, key = create_owner(session, name, username, password)
+        except MicrotasksError as error:
+            raise click.ClickException(error.message) from None
+        owner.is_admin = admin
         session.commit()
     click.echo(f"Owner {owner.id} ({name}) created. API key (keep it; it is not shown again):\n{key}")
 
@@ -63,7 +74,8 @@ def create_owner_command(name: str) -> None:
 def create_project_command(owner_key: str, settings_file: Path) -> None:
     from marshmallow import ValidationError as SchemaError
 
-    from microtasks.projects import create_project, owner_for_key
+    from microtasks.accounts import owner_for_key
+    from microtasks.projects import create_project
     from web.api.projects.schemas import ProjectSchema
 
     try:
@@ -88,27 +100,56 @@ def create_project_command(owner_key: str, settings_file: Path) -> None:
         click.echo(f"Project {project.id} created: /p/{project.slug}")
 
 
-@cli.command("import", help="Import a batch into a project from a ZIP or a folder of images "
-                            "(with an optional manifest.csv/json/jsonl).")
+@cli.command("import", help="Import a batch into a project: a ZIP or a folder of images (with an optional "
+                            "manifest.csv/json/jsonl), or one large JPEG/PNG/WebP image cut into overlapping tiles.")
 @click.argument("slug")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-def import_command(slug: str, path: Path) -> None:
-    from microtasks.importing import import_batch
+@click.option("--tile-size", default=512, show_default=True, type=click.IntRange(64, 4096),
+              help="For a single image: the side of a square tile, in pixels.")
+@click.option("--overlap", default=64, show_default=True, type=click.IntRange(min=0),
+              help="For a single image: pixels shared by neighbouring tiles (less than the tile size).")
+def import_command(slug: str, path: Path, tile_size: int, overlap: int) -> None:
+    from contextlib import ExitStack
+
+    from microtasks.importing import image_format, import_batch, import_tiles
+    from microtasks.models import BatchKind, utcnow
     from microtasks.serving import Dispatcher
     from workers.connection import connect
 
+    if overlap >= tile_size:
+        raise click.BadParameter(f"must be less than the tile size ({tile_size}).", param_hint="'--overlap'")
+    single_image = False
+    if path.is_file():
+        with path.open("rb") as handle:
+            single_image = image_format(handle.read(16)) is not None
     settings = _settings()
-    with session_factory(settings.database_url)() as session:
+    with session_factory(settings.database_url)() as session, ExitStack() as bars:
         project = _project(session, slug)
-        batch = Batch(project_id=project.id, name=path.name, state=BatchState.processing)
+        batch = Batch(project_id=project.id, name=path.name, state=BatchState.processing,
+                      kind=BatchKind.tiles if single_image else BatchKind.archive,
+                      options={"tile_size": tile_size, "overlap": overlap} if single_image else {})
         session.add(batch)
         session.flush()
+        bar = None
+
+        def progress(processed: int, total: int) -> None:
+            nonlocal bar
+            if bar is None:
+                bar = bars.enter_context(click.progressbar(
+                    length=total, label=f"{'Tiling' if single_image else 'Importing'} {path.name}",
+                    show_pos=True, file=sys.stderr))
+            bar.update(processed - bar.pos)
+
         try:
-            report = import_batch(session, project, batch, path, settings.media_dir)
+            if single_image:
+                report = import_tiles(session, project, batch, path, settings.media_dir, tile_size=tile_size,
+                                      overlap=overlap, progress=progress)
+            else:
+                report = import_batch(session, project, batch, path, settings.media_dir, progress=progress)
         except MicrotasksError as error:
             session.rollback()
             raise click.ClickException(error.message) from None
-        batch.state = BatchState.done
+        batch.state, batch.finished_at = BatchState.done, utcnow()
         session.commit()
         Dispatcher(connect(settings)).invalidate(project.id)
     for rejected in report.rejected:
@@ -118,29 +159,75 @@ def import_command(slug: str, path: Path) -> None:
         sys.exit(1)
 
 
-@cli.command(help="Export a project's consensus results or raw answers as CSV or JSON.")
-@click.argument("slug")
-@click.option("--kind", type=click.Choice(["consensus", "answers"]), default="consensus", show_default=True,
-              help="Consensus results or raw answers.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
-              help="Flat CSV or a JSON array.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write (standard output when omitted).")
-def export(slug: str, kind: str, fmt: str, out: Path | None) -> None:
-    from microtasks.exporting import stream
+class _ProgressBar:
+    """A click progress bar on standard error, fed by an export's ``progress(done, total)``."""
 
+    def __init__(self, label: str, enabled: bool) -> None:
+        self.label, self.enabled = label, enabled
+        self.bar = None
+        self.done = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=max(total, 1), label=self.label, file=sys.stderr, show_pos=True)
+            self.bar.__enter__()
+        self.bar.length = max(total, done, 1)
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+@cli.command(help="Export a project: consensus results, raw answers, volunteer reliability or gold performance. "
+                  "Writes <slug>-<kind>-<format>.zip, the data file with its provenance.json (algorithms, "
+                  "parameters, code version, time, counts); with --out, the data file alone. A progress bar "
+                  "shows on standard error.")
+@click.argument("slug")
+@click.option("--kind", type=click.Choice(exporting.KINDS), default="consensus", show_default=True,
+              help="Consensus results (with confidence and agreement), raw answers, volunteer reliability "
+                   "(pseudonymous ids) or gold performance.")
+@click.option("--format", "fmt", type=click.Choice(exporting.FORMATS), default="csv", show_default=True,
+              help="Flat CSV, JSON Lines, Parquet; GeoJSON or COCO for the marks of a marking project; json (one "
+                   "array, nested results kept) only with --out.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True), default=None,
+              help="Write the data file alone to this file ('-': standard output); a name ending in .zip gets "
+                   "the ZIP with provenance.json.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+              show_default=True, help="Folder for the ZIP when --out is not given.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def export(slug: str, kind: str, fmt: str, out: Path | None, directory: Path, quiet: bool) -> None:
     settings = _settings()
+    bar = _ProgressBar(f"Exporting {kind} as {fmt}", enabled=not quiet)
     with session_factory(settings.database_url)() as session:
         project = _project(session, slug)
-        handle = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
         try:
-            for chunk in stream(session, project, kind, fmt):
-                handle.write(chunk)
+            exporting.validate(project, kind, fmt)
+            if str(out) == "-":
+                if fmt == "parquet":
+                    raise click.ClickException("Parquet is binary: give --out a file name.")
+                for chunk in exporting.stream(session, project, kind, fmt, bar):
+                    sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                return
+            if out is not None and out.suffix != ".zip":
+                with out.open("wb") as handle:
+                    rows = exporting.write_data(session, project, kind, fmt, handle, bar).rows
+                path = out
+            else:
+                if fmt == "json":
+                    raise click.ClickException("json is for the data file alone: give --out (or choose jsonl).")
+                path = out or directory / exporting.archive_name(project, kind, fmt)
+                rows = exporting.write_archive(session, project, kind, fmt, path, bar)["counts"]["rows"]
+        except MicrotasksError as error:
+            raise click.ClickException(error.message) from None
         finally:
-            if out:
-                handle.close()
-    if out:
-        click.echo(f"Wrote {out}.", err=True)
+            bar.close()
+    click.echo(f"Wrote {path} ({rows} rows).", err=True)
 
 
 @cli.command(help="Refit a single-label project's consensus model on all its answers and gold now, "
@@ -244,12 +331,13 @@ def demo(host: str, port: int, workers: int, no_serve: bool) -> None:
 
     settings = _settings()
     upgrade(settings.database_url)
-    key = load_demo(settings)
-    click.echo(f"Demo owner API key: {key}")
+    demo_owner = load_demo(settings)
+    click.echo(f"Demo owner: username {demo_owner['username']}, password {demo_owner['password']}, "
+               f"API key {demo_owner['api_key']}")
     if no_serve:
         return
     click.echo(f"\n  Open http://{host}:{port}/ to volunteer; http://{host}:{port}/owner/ for the owner "
-               f"pages (API key above).\n")
+               f"pages (sign in as above).\n")
     _serve(settings, host, port, workers, 3)
 
 

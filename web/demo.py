@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 import uuid
 from pathlib import Path
@@ -14,9 +15,10 @@ from fixtures import demo as fixtures
 from microtasks.answers import AnswerIn, submit_answers
 from microtasks.config import Settings
 from microtasks.db import session_factory
+from microtasks.accounts import create_owner
 from microtasks.importing import import_batch
 from microtasks.models import Batch, BatchState, Project, Unit
-from microtasks.projects import create_owner, create_project
+from microtasks.projects import create_project
 from microtasks.serving import Dispatcher
 from microtasks.volunteers import create_volunteer
 from workers.connection import after_answers, connect
@@ -24,14 +26,16 @@ from workers.connection import after_answers, connect
 DEMO_FILE = "demo.json"
 
 
-def load_demo(settings: Settings) -> str:
-    """Create the demo owner and projects once; return the owner's API key."""
+def load_demo(settings: Settings) -> dict[str, str]:
+    """Create the demo owner and projects once; return the owner's username, password and API key."""
     state_file = settings.instance_dir / DEMO_FILE
     if state_file.exists():
-        return json.loads(state_file.read_text())["api_key"]
+        saved = json.loads(state_file.read_text())
+        return {k: saved[k] for k in ("username", "password", "api_key")}
     truth: dict[str, dict] = {}
+    password = secrets.token_urlsafe(12)
     with session_factory(settings.database_url)() as session, tempfile.TemporaryDirectory() as tmp:
-        owner, key = create_owner(session, "Demo owner")
+        owner, key = create_owner(session, "Demo owner", "demo", password)
         makers = ((fixtures.TAGGING_PROJECT, fixtures.make_tagging_archive),
                   (fixtures.CRATER_PROJECT, fixtures.make_crater_archive))
         for settings_dict, make_archive in makers:
@@ -45,9 +49,9 @@ def load_demo(settings: Settings) -> str:
             batch.state = BatchState.done
         session.commit()
     state_file.parent.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"api_key": key, "truth": truth}))
+    state_file.write_text(json.dumps({"username": "demo", "password": password, "api_key": key, "truth": truth}))
     state_file.chmod(0o600)
-    return key
+    return {"username": "demo", "password": password, "api_key": key}
 
 
 def demo_truth(settings: Settings, slug: str) -> dict | None:

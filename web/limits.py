@@ -44,7 +44,9 @@ def init_app(app: Flask, limited: tuple[Blueprint, ...]) -> Limiter:
     limiter = Limiter(key_func=address_key, key_prefix="mt-limits")
     for blueprint in limited:
         limiter.limit(lambda: current_app.config["RATELIMIT_VOLUNTEER"], key_func=volunteer_key)(blueprint)
-    for endpoint in ("volunteers.Volunteers", "volunteer.task"):  # where new tokens come from
+    # Where new tokens come from, and where passwords are hashed (sign-up) or guessed (sign-in).
+    for endpoint in ("volunteers.Volunteers", "volunteer.task", "volunteers.Account", "volunteers.Login",
+                     "volunteer_account.signup", "volunteer_account.login"):
         app.view_functions[endpoint] = limiter.limit(lambda: current_app.config["RATELIMIT_ADDRESS"],
                                                      key_func=address_key, methods=["POST", "GET"],
                                                      override_defaults=False)(app.view_functions[endpoint])

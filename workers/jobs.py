@@ -13,7 +13,7 @@ from typing import Iterator
 from rq import get_current_job
 from sqlalchemy.orm import Session
 
-from microtasks import importing, results
+from microtasks import importing, results, webhooks
 from microtasks.answers import unit_need
 from microtasks.config import Settings
 from microtasks.db import session_factory
@@ -21,6 +21,7 @@ from microtasks.errors import ValidationError
 from microtasks.models import Batch, BatchState, Unit, utcnow
 from microtasks.serving import Dispatcher, change_need
 from workers.connection import connect, enqueue_refit
+from workers.webhooks import enqueue_deliveries
 
 
 @contextmanager
@@ -45,10 +46,12 @@ def compute_consensus(unit_id: int) -> dict:
                                      project.min_redundancy or project.redundancy, project.max_redundancy,
                                      project.confidence_threshold, result.confidence, stable)
         changed = change_need(session, unit_id, need) if need is not None else None
+        deliveries = webhooks.after_consensus(session, unit_id)
         session.commit()
         connection = connect(settings)
         if changed is not None:
             Dispatcher(connection).set_need(*changed)
+        enqueue_deliveries(connection, deliveries)
         due = results.refit_due(session, project)
         if due is not None:
             enqueue_refit(connection, project.id, due)
@@ -68,17 +71,42 @@ def refit_project(project_id: int) -> dict:
 
 
 def import_batch(batch_id: int) -> dict:
-    """Import an uploaded batch; a broken file is reported while the rest imports."""
+    """Import an uploaded batch (a ZIP of images, or one image cut into tiles), showing progress on the batch.
+
+    A broken file is reported while the rest imports. The batch row's ``processed`` and
+    ``total`` are committed about every half second; the units are inserted only at the
+    end, in the same transaction that marks the batch done, so a crash leaves none.
+    """
+    from time import monotonic
+
+    from microtasks.models import BatchKind
+
     with job_session() as (settings, session):
         batch = session.get(Batch, batch_id)
         if batch is None or batch.state is BatchState.done:
             return {"batch_id": batch_id, "skipped": True}
         # A retried job starts from scratch: units of an earlier, unfinished attempt were never committed.
-        batch.state, batch.job_id = BatchState.processing, _job_id()
+        batch.state, batch.job_id, batch.processed = BatchState.processing, _job_id(), 0
         session.commit()
         source = Path(batch.source_path or "")
+        last_commit = 0.0
+
+        def progress(processed: int, total: int) -> None:
+            nonlocal last_commit
+            batch.processed, batch.total = processed, total
+            if processed == 0 or monotonic() - last_commit >= 0.5:
+                session.commit()  # only the batch row is dirty: units are added at the end
+                last_commit = monotonic()
+
         try:
-            report = importing.import_batch(session, batch.project, batch, source, settings.media_dir)
+            if batch.kind is BatchKind.tiles:
+                options = batch.options or {}
+                report = importing.import_tiles(session, batch.project, batch, source, settings.media_dir,
+                                                tile_size=options.get("tile_size", 512),
+                                                overlap=options.get("overlap", 64), progress=progress)
+            else:
+                report = importing.import_batch(session, batch.project, batch, source, settings.media_dir,
+                                                progress=progress)
         except ValidationError as error:
             session.rollback()
             batch.state, batch.error, batch.finished_at = BatchState.failed, error.message, utcnow()

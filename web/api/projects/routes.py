@@ -1,26 +1,30 @@
-"""Owner API: projects, batch uploads and exports."""
+"""Owner API: projects (batch uploads are in web.api.batches, exports in web.api.exports)."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from flask import Response, current_app, g, stream_with_context
+from flask import g, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint, abort
+from flask_smorest import Blueprint
 from sqlalchemy import select
-from werkzeug.utils import secure_filename
 
-from microtasks import exporting
-from microtasks.models import Batch, Project, Quarantine, Volunteer
+from microtasks.errors import ValidationError
+from microtasks.importing import store_image
+from microtasks.models import Project, Quarantine, Volunteer
 from microtasks.quarantine import release
-from microtasks.projects import create_project, get_project, progress
-from web.api.projects.schemas import BatchSchema, ExportArgs, ProjectSchema, QuarantineSchema, UploadSchema
+from microtasks.projects import SERVING, create_project, get_project, progress, update_project
+from web.api.projects.schemas import (
+    ImageUploadSchema,
+    ProjectSchema,
+    ProjectUpdateSchema,
+    QuarantineSchema,
+    StoredImageSchema,
+)
 from web.auth import owner_required
 from web.extensions import db, state
-from workers.connection import enqueue_import
 
-blp = Blueprint("projects", __name__, url_prefix="/projects", description="Projects, batches and exports (owners).")
+blp = Blueprint("projects", __name__, url_prefix="/projects", description="Projects (owners).")
 
 
 def _with_progress(project: Project) -> Project:
@@ -59,79 +63,45 @@ class ProjectById(MethodView):
         """One of your projects with its progress"""
         return _with_progress(get_project(db(), project_id, g.owner))
 
-
-@blp.route("/<int:project_id>/batches")
-class Batches(MethodView):
-    decorators = [owner_required]
-
     @blp.doc(security=[{"ApiKey": []}])
-    @blp.response(200, BatchSchema(many=True))
-    def get(self, project_id: int) -> list[Batch]:
-        """The project's batches, newest first"""
-        project = get_project(db(), project_id, g.owner)
-        return db().scalars(select(Batch).where(Batch.project_id == project.id).order_by(Batch.id.desc())).all()
+    @blp.arguments(ProjectUpdateSchema)
+    @blp.response(200, ProjectSchema)
+    def patch(self, changes: dict[str, Any], project_id: int) -> Project:
+        """Change a project's settings, or publish it (``{"published": true}``)
 
-    @blp.doc(security=[{"ApiKey": []}])
-    @blp.arguments(UploadSchema, location="files")
-    @blp.response(202, BatchSchema)
-    def post(self, files: dict[str, Any], project_id: int) -> Batch:
-        """Upload a batch: a ZIP of images, with an optional manifest.csv/json/jsonl
-
-        The batch is imported by a worker; poll the batch to see what was imported
-        and which files were rejected, with the reason.
+        The task type, labels, multi-select and marking tool cannot change once the
+        project has answers (409). A new redundancy applies at once to every unit
+        without its own.
         """
         project = get_project(db(), project_id, g.owner)
-        upload = files["file"]
-        name = secure_filename(upload.filename or "") or "upload.zip"
-        uploads = state().settings.instance_dir / "uploads"
-        uploads.mkdir(parents=True, exist_ok=True)
-        path = uploads / f"{uuid.uuid4().hex}.zip"
-        upload.save(path)
-        batch = Batch(project_id=project.id, name=name, source_path=str(path))
-        db().add(batch)
+        changes.pop("slug", None)
+        changed = update_project(db(), project, changes)
         db().commit()
-        batch.job_id = enqueue_import(state().redis, batch.id)
-        db().commit()
-        return batch
+        if changed & set(SERVING):
+            state().dispatcher.invalidate(project.id)
+        return _with_progress(project)
 
 
-@blp.route("/<int:project_id>/batches/<int:batch_id>")
-class BatchById(MethodView):
+@blp.route("/<int:project_id>/images")
+class ProjectImages(MethodView):
     decorators = [owner_required]
 
     @blp.doc(security=[{"ApiKey": []}])
-    @blp.response(200, BatchSchema)
-    def get(self, project_id: int, batch_id: int) -> Batch:
-        """A batch with its import report"""
-        project = get_project(db(), project_id, g.owner)
-        batch = db().get(Batch, batch_id)
-        if batch is None or batch.project_id != project.id:
-            abort(404, message=f"No batch {batch_id} in project {project_id}.")
-        return batch
+    @blp.arguments(ImageUploadSchema, location="files")
+    @blp.response(201, StoredImageSchema)
+    def post(self, files: dict[str, Any], project_id: int) -> dict[str, Any]:
+        """Store an example image for the field guide or the tutorial
 
-
-@blp.route("/<int:project_id>/export")
-class Export(MethodView):
-    decorators = [owner_required]
-
-    @blp.doc(security=[{"ApiKey": []}])
-    @blp.arguments(ExportArgs, location="query")
-    @blp.response(200, content_type="text/csv", description="The export, streamed (CSV or JSON).")
-    def get(self, args: dict[str, str], project_id: int) -> Response:
-        """Export consensus results or raw answers as CSV or JSON"""
-        project = get_project(db(), project_id, g.owner)
-        kind, fmt = args["kind"], args["format"]
-        sessions = state().sessions
-
-        def generate():  # type: ignore[no-untyped-def]
-            # Its own session: the request's is closed before the stream ends.
-            with sessions() as session:
-                yield from exporting.stream(session, session.get(Project, project.id), kind, fmt)
-
-        mimetype = "text/csv" if fmt == "csv" else "application/json"
-        filename = f"{project.slug}-{kind}.{fmt}"
-        return current_app.response_class(stream_with_context(generate()), mimetype=mimetype, headers={
-            "Content-Disposition": f'attachment; filename="{filename}"'})
+        The image is checked, turned upright and stripped of its metadata like a
+        unit's; use the returned ``media`` as an entry's ``image``.
+        """
+        get_project(db(), project_id, g.owner)
+        try:
+            stored = store_image(files["file"].read(), state().settings.media_dir)
+        except ValueError as error:
+            raise ValidationError(f"{files['file'].filename}: {error}.", field="file") from None
+        return {"media": stored.media, "url": url_for("media", name=stored.media), "width": stored.width,
+                "height": stored.height}
 
 
 @blp.route("/<int:project_id>/quarantine")

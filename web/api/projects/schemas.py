@@ -1,11 +1,10 @@
-"""Schemas of the owner API: projects, batches, exports."""
+"""Schemas of the owner API: projects and exports (batch schemas are in web.api.batches)."""
 
 from __future__ import annotations
 
 from flask_smorest.fields import Upload
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import Schema, fields, validate
 
-from microtasks.exporting import FORMATS, KINDS
 from microtasks.models import MarkingTool, Strategy, TaskType
 
 
@@ -15,6 +14,32 @@ class ProgressSchema(Schema):
     retired = fields.Integer()
     answers = fields.Integer()
     results = fields.Integer()
+
+
+MEDIA_NAME = validate.Regexp(r"^[0-9a-f]{64}(\.[a-z0-9]+)+$", error="Not a stored image; upload it first.")
+
+
+class GuideEntrySchema(Schema):
+    label = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    text = fields.String(load_default="", validate=validate.Length(max=2000))
+    image = fields.String(load_default=None, allow_none=True, validate=MEDIA_NAME,
+                          metadata={"description": "An example image (a stored media name)."})
+
+
+class TutorialStepSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    text = fields.String(load_default="", validate=validate.Length(max=2000))
+    image = fields.String(load_default=None, allow_none=True, validate=MEDIA_NAME)
+
+
+class TranslationSchema(Schema):
+    name = fields.String(validate=validate.Length(max=200))
+    description = fields.String(validate=validate.Length(max=10_000))
+    instructions = fields.String(validate=validate.Length(max=10_000))
+    labels = fields.Dict(keys=fields.String(), values=fields.String(validate=validate.Length(min=1, max=100)),
+                         metadata={"description": "Each label's name in this language."})
+    field_guide = fields.List(fields.Nested(GuideEntrySchema), validate=validate.Length(max=50))
+    tutorial = fields.List(fields.Nested(TutorialStepSchema), validate=validate.Length(max=20))
 
 
 class ProjectSchema(Schema):
@@ -31,7 +56,9 @@ class ProjectSchema(Schema):
     marking_tool = fields.Enum(MarkingTool, by_value=True, allow_none=True)
     redundancy = fields.Integer(load_default=3, validate=validate.Range(min=1, max=100))
     lease_seconds = fields.Integer(load_default=600, validate=validate.Range(min=30, max=86_400))
-    max_redundancy = fields.Integer(load_default=10, validate=validate.Range(min=1, max=100))
+    max_redundancy = fields.Integer(load_default=None, validate=validate.Range(min=1, max=100), metadata={
+        "description": "The most answers a unit may ask for when its volunteers disagree (default: the larger "
+                       "of 10 and the redundancy)."})
     min_redundancy = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=100),
                                     metadata={"description": "Answers after which a confident unit may retire early."})
     confidence_threshold = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0.5, max=1),
@@ -45,36 +72,38 @@ class ProjectSchema(Schema):
                                  metadata={"description": "How many first units use the warm-up gold rate."})
     gold_rate = fields.Float(load_default=0.1, validate=validate.Range(min=0, max=1),
                              metadata={"description": "Share of gold after the warm-up."})
+    qualification = fields.Integer(load_default=0, validate=validate.Range(min=0, max=50), metadata={
+        "description": "Gold units a volunteer must pass (score at least 0.5) before their answers count; they are "
+                       "served gold first, and listed in the quarantine as qualifying until then. 0: none. "
+                       "Applies to volunteers who start after it is set; give the project more gold units than this."})
+    field_guide = fields.List(fields.Nested(GuideEntrySchema), load_default=list, validate=validate.Length(max=50),
+                              metadata={"description": "Help and an example image per label, for volunteers."})
+    tutorial = fields.List(fields.Nested(TutorialStepSchema), load_default=list, validate=validate.Length(max=20),
+                           metadata={"description": "Steps shown on a volunteer's first visit."})
+    languages = fields.List(fields.String(validate=validate.Length(min=2, max=20)), load_default=lambda: ["en"],
+                            validate=validate.Length(min=1, max=10),
+                            metadata={"description": "Languages the texts are given in; the first is the default."})
+    translations = fields.Dict(keys=fields.String(), values=fields.Nested(TranslationSchema), load_default=dict,
+                               metadata={"description": "Texts in the other languages, by language code."})
+    topics = fields.List(fields.String(validate=validate.Length(min=1, max=40)), load_default=list,
+                         validate=validate.Length(max=10),
+                         metadata={"description": "Topics volunteers can find the project by."})
+    webhook_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False,
+                             metadata={"description": "Receives unit.retired and project.completed events."})
+    webhook_secret = fields.String(dump_only=True, metadata={
+        "description": "Key of the HMAC-SHA256 signature in each webhook's X-Microtasks-Signature header."})
+    published = fields.Boolean(load_default=False, metadata={
+        "description": "Volunteers are served only once the project is published (preview the first units first)."})
     created_at = fields.DateTime(dump_only=True)
     progress = fields.Nested(ProgressSchema, dump_only=True)
 
-    @validates_schema
-    def _consistent(self, data: dict, **_: object) -> None:
-        if data.get("task_type") is TaskType.marking and data.get("multi_select"):
-            raise ValidationError("'multi_select' is only for tagging projects.", "multi_select")
-        if data.get("redundancy", 3) > data.get("max_redundancy", 10):
-            raise ValidationError("'max_redundancy' must be at least 'redundancy'.", "max_redundancy")
 
 
-class BatchSchema(Schema):
-    id = fields.Integer()
-    project_id = fields.Integer()
-    name = fields.String()
-    state = fields.Function(lambda batch: batch.state.value)
-    imported = fields.Integer()
-    rejected = fields.List(fields.Dict(), metadata={"description": "Files not imported, with the reason."})
-    error = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    finished_at = fields.DateTime(allow_none=True)
+class ProjectUpdateSchema(ProjectSchema):
+    """A project's changes: any of its fields."""
 
-
-class UploadSchema(Schema):
-    file = Upload(required=True, metadata={"description": "A ZIP of images with an optional manifest."})
-
-
-class ExportArgs(Schema):
-    kind = fields.String(load_default="consensus", validate=validate.OneOf(KINDS))
-    format = fields.String(load_default="csv", validate=validate.OneOf(FORMATS))
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(partial=True, **kwargs)  # type: ignore[arg-type]
 
 
 class QuarantineSchema(Schema):
@@ -82,3 +111,15 @@ class QuarantineSchema(Schema):
     reason = fields.String()
     created_at = fields.DateTime()
     released_at = fields.DateTime(allow_none=True)
+
+
+class ImageUploadSchema(Schema):
+    file = Upload(required=True, metadata={"description": "A JPEG, PNG or WebP image."})
+
+
+class StoredImageSchema(Schema):
+    media = fields.String(metadata={"description": "The stored image's name, for `image` in the field guide "
+                                                   "and tutorial."})
+    url = fields.String()
+    width = fields.Integer()
+    height = fields.Integer()

@@ -24,7 +24,8 @@ class NextArgs(Schema):
 class ServedUnitSchema(Schema):
     id = fields.Integer()
     project_id = fields.Integer()
-    media_url = fields.String()
+    media_url = fields.String(metadata={"description": "The phone-size copy of the image."})
+    thumbnail_url = fields.String(metadata={"description": "A small copy (256 px), for a low-data setting."})
     width = fields.Integer()
     height = fields.Integer()
     lease_expires_at = fields.DateTime()
@@ -69,6 +70,11 @@ class AnswerOutSchema(Schema):
     unit_complete = fields.Boolean(metadata={"description": "True when this answer completed the unit."})
     gold = fields.Nested(GoldFeedbackSchema, allow_none=True, metadata={
         "description": "Only for a unit with a known answer: how the answer compares, for feedback."})
+    answer_count = fields.Integer(allow_none=True, metadata={
+        "description": "The unit's counted answers with this one; null when this answer was not counted."})
+    unit_full = fields.Boolean(metadata={"description": "True when the unit has all the answers it needs: this "
+                                         "answer completed it, or it came after others had (stored and credited, "
+                                         "not counted)."})
 
 
 class AnswerResultSchema(Schema):
@@ -80,6 +86,8 @@ class AnswerResultSchema(Schema):
     message = fields.String(allow_none=True)
     errors = fields.Dict(allow_none=True)
     gold = fields.Nested(GoldFeedbackSchema, allow_none=True)
+    answer_count = fields.Integer(allow_none=True)
+    unit_full = fields.Boolean()
 
 
 class AnswerBatchOutSchema(Schema):
@@ -89,3 +97,86 @@ class AnswerBatchOutSchema(Schema):
 class SkipSchema(Schema):
     unit_id = fields.Integer()
     skipped = fields.Boolean()
+
+
+# -- accounts and privacy -----------------------------------------------------------------
+
+class CredentialsSchema(Schema):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=80), metadata={
+        "description": "3 to 80 letters, digits, dots, dashes or underscores (no email is asked)."})
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=1024),
+                             metadata={"description": "At least 10 characters."})
+
+
+class AccountTokenSchema(VolunteerTokenSchema):
+    username = fields.String()
+    merged_answers = fields.Integer(metadata={
+        "description": "Answers of this device's anonymous volunteer that joined the account at sign-in."})
+    kept_apart = fields.Integer(metadata={
+        "description": "Answers of this device's anonymous volunteer to units the account had already answered: "
+                       "kept for science, detached from you."})
+
+
+class ProjectActivitySchema(Schema):
+    project_id = fields.Integer()
+    slug = fields.String()
+    name = fields.String()
+    answers = fields.Integer()
+    gold_answered = fields.Integer(metadata={"description": "Answers to units with a known answer."})
+    gold_passed = fields.Integer(metadata={"description": "Of those, the ones that scored at least 0.5."})
+
+
+class VolunteerSummarySchema(Schema):
+    id = fields.String(metadata={"description": "The volunteer's pseudonymous id."})
+    username = fields.String(allow_none=True, metadata={"description": "Null for an anonymous volunteer."})
+    created_at = fields.DateTime()
+    answers = fields.Integer()
+    gold_passed = fields.Integer()
+    projects = fields.List(fields.Nested(ProjectActivitySchema))
+
+
+class ErasedSchema(Schema):
+    erased = fields.Boolean()
+    answers_kept = fields.Integer(metadata={
+        "description": "Your answers that stay for science, now under a new pseudonymous id not linked to you."})
+
+
+class VolunteerRecordSchema(Schema):
+    """The volunteer row of a data download (never the password hash)."""
+
+    id = fields.String(attribute="public_id")
+    username = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class AnswerRecordSchema(Schema):
+    answer_id = fields.String(attribute="answer_uuid")
+    project_id = fields.Integer()
+    unit_id = fields.Integer()
+    payload = fields.Dict()
+    duration_ms = fields.Integer(allow_none=True)
+    counted = fields.Boolean()
+    gold_score = fields.Float(allow_none=True)
+    created_at = fields.DateTime()
+
+
+class AssignmentRecordSchema(Schema):
+    project_id = fields.Integer()
+    unit_id = fields.Integer()
+    served_at = fields.DateTime()
+    expires_at = fields.DateTime()
+
+
+class QuarantineRecordSchema(Schema):
+    project_id = fields.Integer()
+    reason = fields.String()
+    created_at = fields.DateTime()
+    released_at = fields.DateTime(allow_none=True)
+
+
+class ReliabilityRecordSchema(Schema):
+    project_id = fields.Integer()
+    skill = fields.Float()
+    skill_std = fields.Float()
+    confusion = fields.List(fields.List(fields.Float()))
+    n_answers = fields.Integer()

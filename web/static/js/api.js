@@ -1,16 +1,39 @@
-// The volunteer API: lease the next unit, send an answer. The volunteer cookie authenticates.
+// The volunteer API: lease units, send answers, skip. The volunteer cookie authenticates.
+// Every failure becomes an ApiError whose message is in the volunteer's language.
+import {_} from './i18n.js';
+
+const TIMEOUT_MS = 30_000; // a hung request counts as a failed one
 
 export class ApiError extends Error {
-  constructor(message, status, retryable) {
+  constructor(message, status, {retryable = false, retryAfter = 0} = {}) {
     super(message);
     this.status = status; // 0 when the server was not reached
     this.retryable = retryable;
+    this.retryAfter = retryAfter; // seconds the server asked us to wait (429, 503), else 0
   }
 }
 
-async function post(url, body) {
-  const init = {method: 'POST', credentials: 'same-origin', headers: {Accept: 'application/json'},
-    signal: AbortSignal.timeout?.(30_000)}; // a hung request counts as a failed one
+// Retry-After is a number of seconds or an HTTP date.
+function retryAfterOf(response) {
+  const value = response.headers.get('Retry-After');
+  if (!value) return 0;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Number.isFinite(seconds) ? Math.min(600, Math.max(0, Math.ceil(seconds))) : 0;
+}
+
+// The error for an HTTP status, in the volunteer's language.
+export function errorFor(status, retryAfter = 0) {
+  if (status === 429) return new ApiError(_('The server is busy.'), status, {retryable: true, retryAfter});
+  if (status >= 500) return new ApiError(_('The server is having trouble.'), status, {retryable: true, retryAfter});
+  if (status === 401) return new ApiError(_('This device’s volunteer session has expired.'), status);
+  if (status === 404) return new ApiError(_('This image is no longer in the project.'), status);
+  if (status === 409) return new ApiError(_('This image was already answered from this device.'), status);
+  return new ApiError(_('The server could not take this answer (error %(status)s).', {status}), status);
+}
+
+async function call(method, url, body) {
+  const init = {method, credentials: 'same-origin', headers: {Accept: 'application/json'},
+    signal: AbortSignal.timeout?.(TIMEOUT_MS)};
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -19,20 +42,37 @@ async function post(url, body) {
   try {
     response = await fetch(url, init);
   } catch {
-    throw new ApiError('No connection to the server.', 0, true);
+    const text = navigator.onLine === false ? _('You are offline.') : _('No connection to the server.');
+    throw new ApiError(text, 0, {retryable: true});
   }
-  const data = await response.json().catch(() => null);
-  if (!response.ok) {
-    const retryable = response.status >= 500 || response.status === 429;
-    throw new ApiError(data?.message || `The server answered ${response.status}.`, response.status, retryable);
-  }
-  return data;
+  if (!response.ok) throw errorFor(response.status, retryAfterOf(response));
+  return response.json();
 }
 
-export const nextUnit = (base, projectId) => post(`${base}/projects/${projectId}/next`);
+// Lease up to `count` units: the ones this volunteer already holds come first.
+export const nextUnits = (base, projectId, count) => call('POST', `${base}/projects/${projectId}/next?count=${count}`);
 
-export const sendAnswer = (base, a) =>
-  post(`${base}/units/${a.unitId}/answers`, {answer_id: a.answerId, payload: a.payload, duration_ms: a.durationMs});
+const wire = (a) => ({answer_id: a.answerId, payload: a.payload, duration_ms: a.durationMs});
+
+export const sendAnswer = (base, a) => call('POST', `${base}/units/${a.unitId}/answers`, wire(a));
+
+// Several answers in one request; each has its own result ({status, message, ...}).
+export const sendAnswers = (base, list) =>
+  call('POST', `${base}/answers`, {answers: list.map((a) => ({unit_id: a.unitId, ...wire(a)}))});
+
+export const skipUnit = (base, unitId) => call('POST', `${base}/units/${unitId}/skip`);
+
+export const getJson = (url) => call('GET', url);
+
+// A tampered or expired cookie: loading the page again gives this device a new volunteer identity.
+export async function renewIdentity(pageUrl) {
+  try {
+    const response = await fetch(pageUrl, {credentials: 'same-origin', cache: 'no-store'});
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
 
 // crypto.randomUUID needs a secure context; getRandomValues works everywhere.
 export function uuid() {
@@ -42,19 +82,4 @@ export function uuid() {
   b[8] = (b[8] & 0x3f) | 0x80;
   const h = [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-}
-
-// An answer not yet stored survives a reload: it is kept until the server has it.
-const key = (projectId) => `microtasks:pending:${projectId}`;
-
-export function keep(answer) {
-  try { localStorage.setItem(key(answer.projectId), JSON.stringify(answer)); } catch { /* storage off */ }
-}
-
-export function kept(projectId) {
-  try { return JSON.parse(localStorage.getItem(key(projectId))); } catch { return null; }
-}
-
-export function forget(projectId) {
-  try { localStorage.removeItem(key(projectId)); } catch { /* storage off */ }
 }

@@ -1,5 +1,7 @@
 // The drawing surface: an SVG over the image whose viewBox is the image's pixel size,
-// so marks are kept and drawn in image pixels whatever size the image is shown at.
+// so marks are kept and drawn in image pixels whatever size the image is shown at
+// (and never mirrored in right-to-left pages: the stage is laid out left to right).
+import {_} from './i18n.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const DRAG = 8; // screen pixels a press must move to count as a drag, not a tap
@@ -29,7 +31,7 @@ export class MarkingSurface {
   }
 
   reset(width, height) {
-    Object.assign(this, {w: width, h: height, marks: [], history: [], selected: -1, gesture: null});
+    Object.assign(this, {w: width, h: height, marks: [], history: [], selected: -1, gesture: null, expected: []});
     this.cursor = {x: width / 2, y: height / 2, r: this.defaultR};
     this.svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
     this.render();
@@ -64,6 +66,12 @@ export class MarkingSurface {
   undo() {
     const last = this.history.pop();
     if (last) Object.assign(this, last);
+    this.render();
+  }
+
+  // Feedback on a unit with known marks: draw them (dashed) beside the volunteer's own.
+  showExpected(marks) {
+    this.expected = marks || [];
     this.render();
   }
 
@@ -136,11 +144,19 @@ export class MarkingSurface {
     const svg = this.svg;
     const dot = Math.max(2, this.w * 0.012); // how big a point is drawn
     svg.replaceChildren();
+    const total = this.marks.length;
     this.marks.forEach((m, i) => {
-      const g = el('g', {class: i === this.selected ? 'mark selected' : 'mark', 'data-i': i}, svg);
+      const name = i === this.selected ? _('Mark %(n)s of %(total)s, selected', {n: i + 1, total})
+        : _('Mark %(n)s of %(total)s', {n: i + 1, total});
+      const g = el('g', {class: i === this.selected ? 'mark selected' : 'mark', 'data-i': i, role: 'img',
+        'aria-label': name}, svg);
       const at = {cx: m.x, cy: m.y, r: this.circles ? m.r : dot};
       el('circle', {class: 'hit', ...at}, g);
       el('circle', {class: this.circles ? 'ring' : 'ring point', ...at}, g);
+    });
+    this.expected.forEach((m, i) => {
+      el('circle', {class: 'ring expected', cx: m.x, cy: m.y, r: m.r ?? dot * 1.6, role: 'img',
+        'aria-label': _('Expected mark %(n)s of %(total)s', {n: i + 1, total: this.expected.length})}, svg);
     });
     const g = this.gesture;
     if (g?.moved) el('circle', {class: 'ring preview', cx: g.x, cy: g.y, r: this.circles ? g.r : dot}, svg);

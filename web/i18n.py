@@ -1,0 +1,104 @@
+"""Languages: Flask-Babel for the pages, the same catalogue for the strings of the pages' scripts.
+
+The language is the one the volunteer chose (``?lang=ar`` once; a cookie remembers
+it), else the best match of the browser's ``Accept-Language``, else English. Arabic
+pages are laid out right to left (``dir="rtl"``).
+
+Catalogues are ``web/translations/<lang>/LC_MESSAGES/messages.po`` (made with
+``pybabel extract -F babel.cfg`` and ``pybabel update``); they are compiled to ``.mo``
+in the instance folder when the app starts, so no build step is needed. Strings in
+``web/static/js`` are written ``_('…')`` and extracted into the same catalogue; each
+page carries the translations of those strings as JSON for ``static/js/i18n.js``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from babel import Locale
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Flask, current_app, request
+from flask_babel import Babel, get_locale
+
+#: Languages with a complete catalogue: code, name in itself, direction.
+LANGUAGES: dict[str, tuple[str, str]] = {"en": ("English", "ltr"), "ar": ("العربية", "rtl")}
+DEFAULT = "en"
+COOKIE = "mt_lang"
+SOURCE = Path(__file__).parent / "translations"
+
+
+def select_locale() -> str:
+    chosen = request.args.get("lang") or request.cookies.get(COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(list(LANGUAGES)) or DEFAULT
+
+
+def language() -> str:
+    return str(get_locale() or DEFAULT)
+
+
+def direction() -> str:
+    return LANGUAGES.get(language(), LANGUAGES[DEFAULT])[1]
+
+
+def compile_catalogues(target: Path) -> dict[str, dict[str, Any]]:
+    """Compile each ``.po`` to ``.mo`` under ``target`` (atomically, when stale); return the scripts' strings.
+
+    The scripts' strings of a language: ``{"messages": {msgid: msgstr or [plural forms]},
+    "plural": [CLDR plural categories in the order of the forms]}``.
+    """
+    scripts: dict[str, dict[str, Any]] = {}
+    for po_path in sorted(SOURCE.glob("*/LC_MESSAGES/messages.po")):
+        code = po_path.parent.parent.name
+        with po_path.open("rb") as handle:
+            catalog = read_po(handle, locale=code)
+        mo_path = target / code / "LC_MESSAGES" / "messages.mo"
+        if not mo_path.exists() or mo_path.stat().st_mtime < po_path.stat().st_mtime:
+            mo_path.parent.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            write_mo(buffer, catalog)
+            partial = mo_path.with_name(f".{uuid.uuid4().hex}.part")
+            partial.write_bytes(buffer.getvalue())
+            os.replace(partial, mo_path)
+        messages: dict[str, Any] = {}
+        for message in catalog:
+            if not message.id or message.fuzzy or not any(path.endswith(".js") for path, _ in message.locations):
+                continue
+            key = message.id[0] if isinstance(message.id, tuple) else message.id
+            value = list(message.string) if isinstance(message.string, tuple) else message.string
+            if value and (not isinstance(value, list) or all(value)):
+                messages[key] = value
+        tags = Locale.parse(code).plural_form.tags
+        order = [tag for tag in ("zero", "one", "two", "few", "many", "other") if tag in tags or tag == "other"]
+        scripts[code] = {"messages": messages, "plural": order}
+    return scripts
+
+
+def script_strings() -> dict[str, Any]:
+    """The translations the page's scripts need, in the current language."""
+    return current_app.extensions["i18n_scripts"].get(language(), {"messages": {}, "plural": ["one", "other"]})
+
+
+def init_app(app: Flask, instance_dir: Path) -> None:
+    compiled = instance_dir / "translations"
+    app.extensions["i18n_scripts"] = compile_catalogues(compiled)
+    app.config.setdefault("BABEL_TRANSLATION_DIRECTORIES", str(compiled))
+    Babel(app, locale_selector=select_locale)
+    app.jinja_env.globals.update(language=language, direction=direction, languages=LANGUAGES,
+                                 script_strings=script_strings)
+
+    @app.after_request
+    def remember_language(response):  # type: ignore[no-untyped-def]
+        chosen = request.args.get("lang")
+        if chosen in LANGUAGES and request.cookies.get(COOKIE) != chosen:
+            response.set_cookie(COOKIE, chosen, max_age=365 * 86400, samesite="Lax", secure=request.is_secure)
+        if not request.path.startswith(("/api/", "/static/", "/media/")):
+            response.vary.add("Cookie")
+            response.vary.add("Accept-Language")
+        return response

@@ -1,0 +1,75 @@
+"""Posting webhook events: signed, with a timeout, retried with backoff by RQ until the receiver says 2xx."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+
+import redis
+from rq import Queue, Retry
+
+from microtasks.models import Project, WebhookDelivery, utcnow
+from microtasks.webhooks import EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, UnsafeDestination, body, \
+    check_destination, signature
+from workers.connection import queue
+
+#: Seconds to wait for a receiver.
+TIMEOUT = 10
+#: Waits between attempts: 10 s, 1 min, 5 min, 30 min, 2 h, 6 h; then the job stays in the failed registry.
+BACKOFF = [10, 60, 300, 1800, 7200, 21600]
+
+
+class DeliveryFailed(Exception):
+    """The receiver did not take the event; RQ tries again later."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return None  # a redirect could lead to an address check_destination refused
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def enqueue_deliveries(connection: "redis.Redis", delivery_ids: list[int]) -> None:
+    webhooks = queue(connection, "default")
+    jobs = [Queue.prepare_data("workers.webhooks.deliver_webhook", (delivery_id,), job_id=f"webhook-{delivery_id}",
+                               retry=Retry(max=len(BACKOFF), interval=BACKOFF), result_ttl=3600,
+                               failure_ttl=30 * 86400) for delivery_id in delivery_ids]
+    if jobs:
+        webhooks.enqueue_many(jobs)
+
+
+def deliver_webhook(delivery_id: int) -> dict:
+    """POST one recorded event to its project's webhook; raise (so RQ retries) unless it answers 2xx."""
+    from workers.jobs import job_session
+
+    with job_session() as (settings, session):
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.delivered_at is not None:
+            return {"delivery_id": delivery_id, "skipped": True}
+        project = session.get(Project, delivery.project_id)
+        payload = body(delivery)
+        stamp = str(int(time.time()))
+        request = urllib.request.Request(delivery.url, data=payload, method="POST", headers={
+            "Content-Type": "application/json", "User-Agent": "microtasks-webhook/1",
+            EVENT_HEADER: delivery.event, TIMESTAMP_HEADER: stamp,
+            SIGNATURE_HEADER: signature(project.webhook_secret or "", stamp, payload)})
+        delivery.attempts += 1
+        error = status = None
+        try:
+            check_destination(delivery.url, settings.webhook_allow_private)
+            with _opener.open(request, timeout=TIMEOUT) as response:
+                status = response.status
+        except urllib.error.HTTPError as failure:
+            status, error = failure.code, f"HTTP {failure.code}"
+        except (urllib.error.URLError, UnsafeDestination, OSError) as failure:
+            error = str(getattr(failure, "reason", failure))
+        delivery.status_code, delivery.last_error = status, error
+        if error is None and status is not None and 200 <= status < 300:
+            delivery.delivered_at = utcnow()
+        session.commit()
+        if delivery.delivered_at is None:
+            raise DeliveryFailed(f"webhook {delivery_id} to {delivery.url}: {error or f'HTTP {status}'}")
+        return {"delivery_id": delivery_id, "status": status, "attempts": delivery.attempts}
