@@ -62,7 +62,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _check_credentials(username: str, password: str) -> None:
+def check_credentials(username: str, password: str) -> None:
     if not USERNAME.match(username):
         raise ValidationError("A username has 3 to 80 letters, digits, dots, dashes or underscores, "
                               "starting with a letter or digit.", field="username")
@@ -75,7 +75,7 @@ def create_owner(session: Session, name: str, username: str | None = None,
     """Create an owner with a first API key; returns it with the key, which is shown this once."""
     owner = Owner(name=name)
     if username is not None or password is not None:
-        _check_credentials(username or "", password or "")
+        check_credentials(username or "", password or "")
         if session.scalars(select(Owner.id).where(Owner.username == username)).first() is not None:
             raise Conflict(f"The username {username!r} is taken.", field="username")
         owner.username, owner.password_hash = username, hash_password(password or "")
@@ -95,7 +95,7 @@ def authenticate(session: Session, username: str, password: str) -> Owner | None
 def set_password(owner: Owner, current: str, new: str) -> None:
     if not check_password(owner.password_hash, current):
         raise ValidationError("The current password is not right.", field="current_password")
-    _check_credentials(owner.username or "", new)
+    check_credentials(owner.username or "", new)
     owner.password_hash = hash_password(new)
 
 

@@ -36,8 +36,8 @@ from typing import Any, Iterator
 from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session, aliased
 
-from microtasks.accounts import MIN_PASSWORD, USERNAME, check_password, hash_password
-from microtasks.errors import Conflict, MicrotasksError, ValidationError
+from microtasks.accounts import check_credentials, check_password, hash_password
+from microtasks.errors import Conflict, MicrotasksError
 from microtasks.models import Answer, Assignment, Project, Quarantine, Unit, Volunteer, VolunteerReliability
 from microtasks.quarantine import GOLD_PASS, is_qualification, settle_qualification
 
@@ -76,14 +76,6 @@ def get_volunteer(session: Session, volunteer_id: int) -> Volunteer:
 
 # -- accounts -------------------------------------------------------------------------------
 
-def _check_credentials(username: str, password: str) -> None:
-    if not USERNAME.match(username):
-        raise ValidationError("A username has 3 to 80 letters, digits, dots, dashes or underscores, "
-                              "starting with a letter or digit.", field="username")
-    if len(password) < MIN_PASSWORD:
-        raise ValidationError(f"A password needs at least {MIN_PASSWORD} characters.", field="password")
-
-
 def create_account(session: Session, volunteer_id: int, username: str, password: str) -> Volunteer:
     """Make an account of the volunteer ``volunteer_id``: the same row, so all their history stays.
 
@@ -91,7 +83,7 @@ def create_account(session: Session, volunteer_id: int, username: str, password:
     volunteer already has an account or the username is taken. The caller commits (and
     turns a unique-constraint failure of a concurrent sign-up into the same 409).
     """
-    _check_credentials(username, password)
+    check_credentials(username, password)
     volunteer = get_volunteer(session, volunteer_id)
     if volunteer.username is not None:
         raise Conflict(f"This volunteer already has an account ({volunteer.username!r}); sign in instead.")

@@ -18,12 +18,12 @@ from typing import Any, Callable, Iterator
 
 import pytest
 import redis
-from sqlalchemy import text
+from sqlalchemy import select, text
 from werkzeug.serving import make_server
 
 from microtasks.config import Settings, normalise_database_url
 from microtasks.db import engine_for, session_factory, upgrade
-from microtasks.models import Base
+from microtasks.models import Answer, Base
 
 #: The Redis database index the suite uses on a real server (flushed around each test).
 TEST_REDIS_DB = 13
@@ -294,3 +294,19 @@ def wait_for_unit(page) -> str:  # type: ignore[no-untyped-def]
     page.wait_for_selector('#stage:not([hidden])')
     page.wait_for_selector('#task[aria-busy="false"]')
     return page.get_attribute("#unit-image", "src")
+
+
+def wait_for_next_unit(page, previous_src: str) -> str:  # type: ignore[no-untyped-def]
+    page.wait_for_function(
+        "src => document.getElementById('task').getAttribute('aria-busy') === 'false'"
+        " && document.getElementById('unit-image').getAttribute('src') !== src", arg=previous_src)
+    return page.get_attribute("#unit-image", "src")
+
+
+def wait_for_thanks(page) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_role("heading", name="Thank you!").wait_for()
+
+
+def stored(session_maker) -> list[Answer]:  # type: ignore[no-untyped-def]
+    with session_maker() as session:
+        return list(session.scalars(select(Answer).order_by(Answer.id)))

@@ -9,32 +9,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from microtasks.models import Answer
-from tests.conftest import ARTIFACTS, MARKING, TAGGING, shoot, sign_in_with_key, wait_for_unit
+from tests.conftest import (
+    MARKING,
+    TAGGING,
+    shoot,
+    sign_in_with_key,
+    stored,
+    wait_for_next_unit,
+    wait_for_thanks,
+)
 
 pytestmark = pytest.mark.browser
-
-def wait_for_next_unit(page, previous_src: str) -> str:  # type: ignore[no-untyped-def]
-    page.wait_for_function(
-        "src => document.getElementById('task').getAttribute('aria-busy') === 'false'"
-        " && document.getElementById('unit-image').getAttribute('src') !== src", arg=previous_src)
-    return page.get_attribute("#unit-image", "src")
-
-
-def wait_for_thanks(page) -> None:  # type: ignore[no-untyped-def]
-    page.get_by_role("heading", name="Thank you!").wait_for()
-
-
-def stored(session_maker) -> list[Answer]:  # type: ignore[no-untyped-def]
-    with session_maker() as session:
-        return list(session.scalars(select(Answer).order_by(Answer.id)))
-
 
 def image_box(page) -> dict[str, float]:  # type: ignore[no-untyped-def]
     box = page.locator("#unit-image").bounding_box()

@@ -21,28 +21,24 @@ import pytest
 from sqlalchemy import select, update
 
 from microtasks.models import Answer, Assignment, Unit, UnitState
-from tests.conftest import MARKING, PHONE, TAGGING, TIMEOUT_MS, make_zip, png_bytes, shoot, wait_for_unit
+from tests.conftest import (
+    MARKING,
+    PHONE,
+    TAGGING,
+    TIMEOUT_MS,
+    make_zip,
+    png_bytes,
+    shoot,
+    stored,
+    wait_for_next_unit,
+    wait_for_thanks,
+    wait_for_unit,
+)
 
 pytestmark = pytest.mark.browser
 
 #: HTML, CSS and JavaScript a phone downloads before the first image, gzip-compressed (issue #7).
 BUDGET_BYTES = 60_000
-
-
-def wait_for_next_unit(page, previous_src: str) -> str:  # type: ignore[no-untyped-def]
-    page.wait_for_function(
-        "src => document.getElementById('task').getAttribute('aria-busy') === 'false'"
-        " && document.getElementById('unit-image').getAttribute('src') !== src", arg=previous_src)
-    return page.get_attribute("#unit-image", "src")
-
-
-def wait_for_thanks(page) -> None:  # type: ignore[no-untyped-def]
-    page.get_by_role("heading", name="Thank you!").wait_for()
-
-
-def stored(session_maker) -> list[Answer]:  # type: ignore[no-untyped-def]
-    with session_maker() as session:
-        return list(session.scalars(select(Answer).order_by(Answer.id)))
 
 
 def wait_for_answers(page, session_maker, n: int, seconds: float = 15) -> list[Answer]:  # type: ignore
