@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, send_from_directory
+from flask import Flask, Response, request, send_from_directory
 
 from microtasks.config import Settings
 from microtasks.db import session_factory
@@ -23,6 +24,38 @@ def _secret_key(settings: Settings) -> str:
         path.write_text(secrets.token_urlsafe(48))
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+#: Responses worth compressing: text. Images and archives are compressed already.
+COMPRESSIBLE = frozenset({"text/html", "text/css", "text/javascript", "application/javascript", "application/json",
+                          "image/svg+xml"})
+#: Smaller bodies gain less than the gzip header costs.
+COMPRESS_MIN_BYTES = 500
+
+
+def compress(response: Response) -> Response:
+    """Gzip a text response for a client that accepts gzip (issue 7: HTML, CSS and JS on slow networks).
+
+    Static files are read and compressed; streamed bodies (exports), partial and not-modified
+    responses, already encoded ones and ``Cache-Control: no-transform`` pass unchanged. The ETag
+    becomes weak, as the compressed bytes differ (If-None-Match compares weakly, so 304s still work).
+    """
+    if response.mimetype not in COMPRESSIBLE:
+        return response
+    response.vary.add("Accept-Encoding")
+    if (response.status_code != 200 or "Content-Encoding" in response.headers or response.cache_control.no_transform
+            or (response.is_streamed and not response.direct_passthrough) or not request.accept_encodings["gzip"]):
+        return response
+    response.direct_passthrough = False  # a static file: read it to compress it
+    data = response.get_data()
+    if len(data) < COMPRESS_MIN_BYTES:
+        return response
+    response.set_data(gzip.compress(data, compresslevel=6, mtime=0))
+    response.headers["Content-Encoding"] = "gzip"
+    etag, weak = response.get_etag()
+    if etag and not weak:
+        response.set_etag(etag, weak=True)
+    return response
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -76,5 +109,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
         return response
+
+    app.after_request(compress)
 
     return app

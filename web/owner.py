@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from marshmallow import ValidationError as SchemaError
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
-from microtasks.accounts import api_keys, authenticate, create_api_key, create_owner, owner_for_key, \
-    revoke_api_key, set_password
+from microtasks.accounts import MIN_PASSWORD, api_keys, authenticate, create_api_key, create_owner, \
+    owner_for_key, revoke_api_key, set_password
 from microtasks.errors import MicrotasksError
 from microtasks.models import ConsensusResult, Project, Quarantine, TaskType, Unit, Volunteer
 from microtasks.projects import SERVING, create_project, progress, update_project
@@ -41,7 +43,7 @@ def login():  # type: ignore[no-untyped-def]
         else:
             owner = authenticate(db(), request.form.get("username", "").strip(), request.form.get("password", ""))
         if owner is None:
-            flash("That username and password (or API key) are not known.")
+            flash(_("That username and password (or API key) are not known."))
             return render_template("owner/login.html", signup=_signup_open()), 401
         return _sign_in(owner.id)
     return render_template("owner/login.html", signup=_signup_open())
@@ -58,13 +60,13 @@ def signup():  # type: ignore[no-untyped-def]
     if request.method == "POST":
         form = request.form
         if form.get("password", "") != form.get("confirm", ""):
-            flash("The two passwords differ.")
+            flash(_("The two passwords differ."))
             return render_template("owner/signup.html", form=form), 422
         try:
             owner, key = create_owner(db(), form.get("name", "").strip() or form.get("username", "").strip(),
                                       form.get("username", "").strip(), form.get("password", ""))
         except MicrotasksError as error:
-            flash(error.message)
+            flash(_explain(error))
             return render_template("owner/signup.html", form=form), error.status
         db().commit()
         response = _sign_in(owner.id)
@@ -102,21 +104,34 @@ def account():  # type: ignore[no-untyped-def]
         action = request.form.get("action")
         try:
             if action == "new-key":
-                _, new_key = create_api_key(db(), owner, request.form.get("name", ""))
-                flash("Your new API key is below. Copy it now: it is not shown again.")
+                new_key = create_api_key(db(), owner, request.form.get("name", ""))[1]
+                flash(_("Your new API key is below. Copy it now: it is not shown again."))
             elif action == "revoke":
                 row = revoke_api_key(db(), owner, int(request.form.get("key_id", 0)))
-                flash(f"Key {row.prefix}… revoked: it stops working at once.")
+                flash(_("Key %(prefix)s… revoked: it stops working at once.", prefix=row.prefix))
             elif action == "password":
                 if request.form.get("new_password") != request.form.get("confirm"):
-                    raise MicrotasksError("The two new passwords differ.")
+                    raise MicrotasksError(_("The two new passwords differ."))
                 set_password(owner, request.form.get("current_password", ""), request.form.get("new_password", ""))
-                flash("Password changed.")
+                flash(_("Password changed."))
             db().commit()
         except MicrotasksError as error:
             db().rollback()
-            flash(error.message)
+            flash(_explain(error))
     return render_template("owner/account.html", owner=owner, keys=api_keys(db(), owner), new_key=new_key)
+
+
+def _explain(error: MicrotasksError) -> str:
+    """An account's refusal in the page's language (the core says it in English)."""
+    if error.field == "username":
+        return _("That username is taken.") if error.status == 409 else _(
+            "A username has 3 to 80 letters, digits, dots, dashes or underscores, starting with a letter or digit.")
+    if error.field == "password":
+        return ngettext("A password needs at least %(num)d character.", "A password needs at least %(num)d characters.",
+                        MIN_PASSWORD)
+    if error.field == "current_password":
+        return _("The current password is not right.")
+    return error.message
 
 
 def _owned(project_id: int) -> Project:
@@ -140,7 +155,7 @@ def new_project():  # type: ignore[no-untyped-def]
             return render_template("owner/settings.html", project=None, form=request.form, spare=SPARE_ROWS,
                                    locked=False), 422
         db().commit()
-        flash("Project created. Upload a batch of images, preview the first units, then publish.")
+        flash(_("Project created. Upload a batch of images, preview the first units, then publish."))
         return redirect(url_for("owner.project", project_id=project.id))
     form = MultiDict({"task_type": "tagging", "redundancy": 3, "languages": "en", "strategy": "depth_first",
                       "lease_seconds": 600, "gold_warmup_rate": 0.4, "gold_warmup": 20, "gold_rate": 0.1,
@@ -182,7 +197,7 @@ def settings(project_id: int):  # type: ignore[no-untyped-def]
         db().commit()
         if changed & set(SERVING):
             state().dispatcher.invalidate(found.id)
-        flash("Settings saved." if changed else "Nothing changed.")
+        flash(_("Settings saved.") if changed else _("Nothing changed."))
         return redirect(url_for("owner.project", project_id=found.id))
     return render_template("owner/settings.html", project=found, form=_form_from_project(found), spare=SPARE_ROWS,
                            locked=locked)
@@ -195,7 +210,7 @@ def publish(project_id: int):  # type: ignore[no-untyped-def]
     update_project(db(), found, {"published": request.form.get("published") == "1"})
     db().commit()
     state().dispatcher.invalidate(found.id)
-    flash("Published: volunteers can start." if found.published else "Unpublished: no new units are served.")
+    flash(_("Published: volunteers can start.") if found.published else _("Unpublished: no new units are served."))
     return redirect(url_for("owner.project", project_id=found.id))
 
 
@@ -205,7 +220,7 @@ def release_volunteer(project_id: int, volunteer: str):  # type: ignore[no-untyp
     found = _owned(project_id)
     release(db(), found.id, volunteer)
     db().commit()
-    flash(f"Volunteer {volunteer[:8]} released: their next answers count again.")
+    flash(_("Volunteer %(volunteer)s released: their next answers count again.", volunteer=volunteer[:8]))
     return redirect(url_for("owner.project", project_id=project_id))
 
 
@@ -217,7 +232,8 @@ def simulate(project_id: int):  # type: ignore[no-untyped-def]
     found = _owned(project_id)
     answered = simulate_volunteers(state().settings, found.slug, volunteers=3,
                                    seed=int(request.form.get("seed", 0) or 0) + found.id)
-    flash(f"Simulated volunteers gave {answered} answers; consensus appears as the worker computes it.")
+    flash(ngettext("Simulated volunteers gave %(num)d answer; consensus appears as the worker computes it.",
+                   "Simulated volunteers gave %(num)d answers; consensus appears as the worker computes it.", answered))
     return redirect(url_for("owner.project", project_id=project_id))
 
 
@@ -302,7 +318,7 @@ def _settings_from_form(form: MultiDict, project: Project | None) -> dict[str, A
         texts = {k: v for k, v in texts.items() if v}
         labels = {}
         for line in _lines(form.get(f"tr-{code}-labels", "")):
-            label, _, text = line.partition("=")
+            label, _equals, text = line.partition("=")
             if text.strip():
                 labels[label.strip()] = text.strip()
         if labels:

@@ -6,6 +6,7 @@ import json
 from typing import Any, Sequence
 
 from flask import Blueprint, abort, make_response, render_template, request, url_for
+from flask_babel import gettext as _
 from sqlalchemy import case, func, or_, select
 
 from microtasks.models import Answer, Project, Unit, UnitState
@@ -89,7 +90,7 @@ def _media_url(entry: dict[str, Any]) -> str | None:
 def task(slug: str):  # type: ignore[no-untyped-def]
     project = db().scalars(select(Project).where(Project.slug == slug)).first()
     if project is None or not (project.published or _owns(project)):
-        abort(404, description=f"No project {slug!r}.")
+        abort(404, description=_("No project %(slug)s.", slug=repr(slug)))
     texts = localized(project, language())
     settings = {
         "id": project.id,
@@ -110,10 +111,32 @@ def task(slug: str):  # type: ignore[no-untyped-def]
     return ensure_volunteer_cookie(response)
 
 
+def _method_texts() -> dict[str, str]:
+    """What each consensus method does, in the volunteer's language (the core's
+    :data:`microtasks.stats.METHODS` says it in English)."""
+    return {
+        "majority_vote": _("Majority vote: the label most volunteers chose."),
+        "multilabel_majority": _("Majority per label: a label is kept when more than half of the volunteers "
+                                 "chose it."),
+        "wawa": _("Weighted majority vote: volunteers who usually agree with the majority weigh more."),
+        "dawid_skene": _("Dawid-Skene: each volunteer’s reliability is estimated from all answers and weighs "
+                         "their votes."),
+        "one_coin_dawid_skene": _("One-coin Dawid-Skene: one reliability per volunteer weighs their votes."),
+        "bayesian_dawid_skene": _("Bayesian Dawid-Skene: each volunteer’s reliability, with its uncertainty, is "
+                                  "estimated from all answers and weighs their votes."),
+        "mark_majority": _("Mark majority: a mark is kept when more than half of the volunteers made it."),
+        "crater_clustering": _("Mark clustering: marks close together are grouped, and a group is kept when "
+                               "enough of the volunteers made it."),
+    }
+
+
 @bp.get("/p/<slug>/about")
 def about(slug: str):  # type: ignore[no-untyped-def]
-    """The public transparency page of a published project: progress and a summary of its results."""
+    """The public transparency page of a published project: progress and a summary of its results, in the
+    volunteer's language."""
     found = published_summary(slug)
     if found is None:
-        abort(404, description=f"No published project {slug!r}.")
-    return render_template("volunteer/about.html", project=found[0], summary=found[1])
+        abort(404, description=_("No published project %(slug)s.", slug=repr(slug)))
+    project, summary = found
+    return render_template("volunteer/about.html", project=project, summary=summary,
+                           texts=localized(project, language()), methods=_method_texts())

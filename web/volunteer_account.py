@@ -76,7 +76,8 @@ def signup():  # type: ignore[no-untyped-def]
 def _explain(error: MicrotasksError) -> str:
     """The sign-up's refusal in the page's language."""
     if error.field == "password":
-        return _("A password needs at least %(num)d characters.", num=MIN_PASSWORD)
+        return ngettext("A password needs at least %(num)d character.", "A password needs at least %(num)d characters.",
+                        MIN_PASSWORD)
     if error.field == "username":
         return _("That username is taken.") if error.status == 409 else _(
             "A username has 3 to 80 letters, digits, dots, dashes or underscores, starting with a letter or digit.")
@@ -119,7 +120,7 @@ def erase_me():  # type: ignore[no-untyped-def]
         return redirect(url_for("volunteer_account.me"))
     if request.method == "GET" or request.form.get("confirm") != "1":
         return _page(confirm_erase=True)
-    _, moved = erase(db(), volunteer.id)
+    moved = erase(db(), volunteer.id)[1]  # (not `_, moved`: `_` is gettext here)
     db().commit()
     refresh_serving(moved)
     flash(_("Your data is erased. Your answers stay for science, under an id that nothing links to you."))

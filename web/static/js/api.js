@@ -28,6 +28,7 @@ export function errorFor(status, retryAfter = 0) {
   if (status === 401) return new ApiError(_('This device’s volunteer session has expired.'), status);
   if (status === 404) return new ApiError(_('This image is no longer in the project.'), status);
   if (status === 409) return new ApiError(_('This image was already answered from this device.'), status);
+  if (status === 422) return new ApiError(_('The server could not take this answer as it is: change it and send it again.'), status);
   return new ApiError(_('The server could not take this answer (error %(status)s).', {status}), status);
 }
 

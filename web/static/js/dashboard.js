@@ -1,16 +1,18 @@
 // The owner's dashboard: fetch the project's stats and draw them as SVG; again every 10 s while the
 // page is shown, and at once when it is shown again. The owner's session cookie authenticates the GET.
+import {_, locale, ngettext} from './i18n.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const root = document.getElementById('dashboard');
 const every = Number(root.dataset.refreshMs) || 10_000;
 const $ = (id) => document.getElementById(id);
-const number = new Intl.NumberFormat();
-const hourFormat = new Intl.DateTimeFormat([], {hour: '2-digit', minute: '2-digit'});
-const axisHourFormat = new Intl.DateTimeFormat([], {hour: 'numeric'});
-const dayFormat = new Intl.DateTimeFormat([], {weekday: 'short'});
-const whenFormat = new Intl.DateTimeFormat([], {weekday: 'short', hour: '2-digit', minute: '2-digit'});
-const clockFormat = new Intl.DateTimeFormat([], {hour: '2-digit', minute: '2-digit', second: '2-digit'});
+const number = new Intl.NumberFormat(locale);
+const hourFormat = new Intl.DateTimeFormat(locale, {hour: '2-digit', minute: '2-digit'});
+const axisHourFormat = new Intl.DateTimeFormat(locale, {hour: 'numeric'});
+const dayFormat = new Intl.DateTimeFormat(locale, {weekday: 'short'});
+const whenFormat = new Intl.DateTimeFormat(locale, {weekday: 'short', hour: '2-digit', minute: '2-digit'});
+const clockFormat = new Intl.DateTimeFormat(locale, {hour: '2-digit', minute: '2-digit', second: '2-digit'});
+const list = new Intl.ListFormat(locale, {type: 'unit'});
 
 let stats = null; // the last stats drawn
 let timer = 0;
@@ -31,7 +33,14 @@ function titled(element, title) {
 
 const fmt = (value, digits = 2) => (value == null ? '–' : Number(value).toFixed(digits));
 const percent = (value) => (value == null ? '–' : `${Math.round(value * 100)}%`);
-const plural = (n, one, many = `${one}s`) => `${number.format(n)} ${n === 1 ? one : many}`;
+const units = (n) => ngettext('%(num)d unit', '%(num)d units', n);
+const volunteers = (n) => ngettext('%(num)d volunteer', '%(num)d volunteers', n);
+const answers = (n) => ngettext('%(num)d answer', '%(num)d answers', n);
+// How many volunteers gave how many answers: one phrase per bin of the per-volunteer histogram.
+const gave = (b) => (b.bin === '1'
+  ? ngettext('%(num)d volunteer gave 1 answer', '%(num)d volunteers gave 1 answer', b.volunteers)
+  : ngettext('%(num)d volunteer gave %(bin)s answers', '%(num)d volunteers gave %(bin)s answers', b.volunteers,
+    {bin: b.bin}));
 
 // A round upper bound for an axis: 1, 2, 2.5 or 5 times a power of ten; even for counts, so the middle
 // line is a whole number.
@@ -100,14 +109,15 @@ function hourLabels(series, width) {
 }
 
 function drawUnits(box, units) {
-  const parts = [['open', 'Open', units.open], ['in-progress', 'In progress', units.in_progress],
-    ['retired', 'Retired', units.retired]];
+  const parts = [['open', _('Open'), units.open], ['in-progress', _('In progress'), units.in_progress],
+    ['retired', _('Retired'), units.retired]];
   const {svg, width} = frame(box, 44);
   const total = units.total || 1;
   let x = 0;
   for (const [cls, name, count] of parts) {
     const w = (count / total) * width;
-    const title = `${name}: ${number.format(count)} (${Math.round((count / total) * 100)}%)`;
+    const title = _('%(name)s: %(count)s (%(percent)s)',
+      {name, count: number.format(count), percent: percent(count / total)});
     svg.append(titled(node('rect', {class: `bar seg-${cls}`, x, y: 4, width: w, height: 36, 'data-value': count}),
       title));
     if (w > 34) {
@@ -127,9 +137,11 @@ function drawUnits(box, units) {
   }
   box.append(legend);
   const done = units.total ? Math.round((units.retired / units.total) * 100) : 0;
-  return `${number.format(units.open)} open, ${number.format(units.in_progress)} in progress and ` +
-    `${number.format(units.retired)} retired of ${plural(units.total, 'unit')} (${done}% done)` +
-    (units.gold ? `; ${plural(units.gold, 'gold unit')} apart.` : '.');
+  return ngettext('%(open)s open, %(progress)s in progress and %(retired)s retired of %(num)d unit (%(percent)s done)',
+    '%(open)s open, %(progress)s in progress and %(retired)s retired of %(num)d units (%(percent)s done)', units.total,
+    {open: number.format(units.open), progress: number.format(units.in_progress),
+      retired: number.format(units.retired), percent: `${done}%`}) +
+    (units.gold ? ngettext('; %(num)d gold unit apart.', '; %(num)d gold units apart.', units.gold) : '.');
 }
 
 function hourName(point) {
@@ -139,77 +151,110 @@ function hourName(point) {
 
 function drawAnswers(box, series) {
   barChart(box, series.map((p) => ({value: p.answers, part: p.counted, cls: 'bar-answers',
-    title: `${hourName(p)}: ${plural(p.answers, 'answer')}, ${number.format(p.counted)} counted`})),
+    title: _('%(hour)s: %(answers)s, %(counted)s counted', {hour: hourName(p),
+      answers: answers(p.answers), counted: number.format(p.counted)})})),
   {labels: hourLabels(series, box.clientWidth)});
   const legend = document.createElement('ul');
   legend.className = 'legend';
-  legend.innerHTML = '<li class="key-counted">Counted</li><li class="key-uncounted">Not counted</li>';
+  for (const [cls, text] of [['key-counted', _('Counted')], ['key-uncounted', _('Not counted')]]) {
+    const li = document.createElement('li');
+    li.className = cls;
+    li.textContent = text;
+    legend.append(li);
+  }
   box.append(legend);
   const total = series.reduce((s, p) => s + p.answers, 0);
-  if (!total) return 'No answers in the last 48 hours.';
+  if (!total) return _('No answers in the last 48 hours.');
   const counted = series.reduce((s, p) => s + p.counted, 0);
   const busiest = series.reduce((a, b) => (b.answers > a.answers ? b : a));
-  return `${plural(total, 'answer')} in the last 48 hours, ${number.format(counted)} counted; ` +
-    `busiest hour ${hourName(busiest)} with ${number.format(busiest.answers)}.`;
+  return ngettext('%(num)d answer in the last 48 hours, %(counted)s counted; busiest hour %(hour)s with %(busiest)s.',
+    '%(num)d answers in the last 48 hours, %(counted)s counted; busiest hour %(hour)s with %(busiest)s.', total,
+    {counted: number.format(counted), hour: hourName(busiest), busiest: number.format(busiest.answers)});
 }
 
-function drawVolunteers(box, volunteers) {
-  const series = volunteers.active_per_hour;
+function drawVolunteers(box, people) {
+  const series = people.active_per_hour;
   barChart(box, series.map((p) => ({value: p.volunteers, cls: 'bar-volunteers',
-    title: `${hourName(p)}: ${plural(p.volunteers, 'volunteer')}`})), {labels: hourLabels(series, box.clientWidth)});
-  if (!volunteers.total) return 'No volunteer has answered yet.';
+    title: _('%(hour)s: %(volunteers)s', {hour: hourName(p), volunteers: volunteers(p.volunteers)})})),
+  {labels: hourLabels(series, box.clientWidth)});
+  if (!people.total) return _('No volunteer has answered yet.');
   const most = Math.max(0, ...series.map((p) => p.volunteers));
-  return `${plural(volunteers.last_24h, 'volunteer')} active in the last 24 hours, ` +
-    `${number.format(volunteers.total)} in all` + (most ? `; at most ${number.format(most)} in one hour.` : '.');
+  return ngettext('%(num)d volunteer active in the last 24 hours, %(total)s in all',
+    '%(num)d volunteers active in the last 24 hours, %(total)s in all', people.last_24h,
+    {total: number.format(people.total)}) +
+    (most ? ngettext('; at most %(num)d in one hour.', '; at most %(num)d in one hour.', most) : '.');
 }
+
+// The words of the two histograms: what is counted, and the sentences about it.
+const HISTOGRAMS = {
+  confidence: {
+    bin: (low, high) => _('Confidence %(low)s–%(high)s', {low, high}),
+    none: () => _('No consensus results with confidence yet.'),
+    summary: (n, mean, low) => ngettext('%(num)d result, mean confidence %(mean)s; %(low)s below 0.5.',
+      '%(num)d results, mean confidence %(mean)s; %(low)s below 0.5.', n, {mean, low}),
+  },
+  agreement: {
+    bin: (low, high) => _('Agreement %(low)s–%(high)s', {low, high}),
+    none: () => _('No consensus results with agreement yet.'),
+    summary: (n, mean, low) => ngettext('%(num)d result, mean agreement %(mean)s; %(low)s below 0.5.',
+      '%(num)d results, mean agreement %(mean)s; %(low)s below 0.5.', n, {mean, low}),
+  },
+};
 
 function drawHistogram(box, data, what) {
+  const words = HISTOGRAMS[what];
   barChart(box, data.histogram.map((b) => ({value: b.count, cls: `bar-${what}`,
-    title: `${what} ${b.low.toFixed(1)}–${b.high.toFixed(1)}: ${plural(b.count, 'unit')}`})), {
+    title: `${words.bin(b.low.toFixed(1), b.high.toFixed(1))}: ${units(b.count)}`})), {
     labels: [0, 2, 4, 6, 8, 10].map((index) => ({index, text: (index / 10).toFixed(1), edge: true}))});
-  if (!data.results) return `No consensus results with ${what} yet.`;
+  if (!data.results) return words.none();
   const low = data.histogram.filter((b) => b.high <= 0.5).reduce((s, b) => s + b.count, 0);
-  return `${plural(data.results, 'result')}, mean ${what} ${fmt(data.mean)}; ${number.format(low)} below 0.5.`;
+  return words.summary(data.results, fmt(data.mean), number.format(low));
 }
 
 function drawPerVolunteer(box, bins) {
   barChart(box, bins.map((b) => ({value: b.volunteers, cls: 'bar-volunteers',
-    title: `${b.bin} answers: ${plural(b.volunteers, 'volunteer')}`})), {
+    title: _('%(bin)s answers: %(volunteers)s', {bin: b.bin, volunteers: volunteers(b.volunteers)})})), {
     labels: bins.map((b, index) => ({index, text: b.bin}))});
   const total = bins.reduce((s, b) => s + b.volunteers, 0);
-  if (!total) return 'No volunteers yet.';
-  return bins.filter((b) => b.volunteers)
-    .map((b) => `${plural(b.volunteers, 'volunteer')} gave ${b.bin} ${b.bin === '1' ? 'answer' : 'answers'}`)
-    .join(', ') + '.';
+  if (!total) return _('No volunteers yet.');
+  const phrases = bins.filter((b) => b.volunteers).map(gave);
+  return `${list.format(phrases)}.`;
 }
 
 function drawGold(box, gold) {
   const series = gold.score_per_hour;
   barChart(box, series.map((p) => ({value: p.answers ? p.mean_score : null, cls: 'bar-gold',
-    title: `${hourName(p)}: mean score ${fmt(p.mean_score)} over ${plural(p.answers, 'gold answer')}`})),
+    title: ngettext('%(hour)s: mean score %(score)s over %(num)d gold answer',
+      '%(hour)s: mean score %(score)s over %(num)d gold answers', p.answers,
+      {hour: hourName(p), score: fmt(p.mean_score)})})),
   {max: 1, whole: false, axis: (v) => v.toFixed(1), labels: hourLabels(series, box.clientWidth)});
-  if (!gold.answers) return 'No answers to gold units yet.';
-  return `${plural(gold.answers, 'gold answer')}, mean score ${fmt(gold.mean_score)}, ` +
-    `${percent(gold.pass_rate)} scored 0.5 or more.`;
+  if (!gold.answers) return _('No answers to gold units yet.');
+  return ngettext('%(num)d gold answer, mean score %(score)s, %(percent)s scored 0.5 or more.',
+    '%(num)d gold answers, mean score %(score)s, %(percent)s scored 0.5 or more.', gold.answers,
+    {score: fmt(gold.mean_score), percent: percent(gold.pass_rate)});
 }
 
 function duration(seconds) {
   const minutes = Math.round(seconds / 60);
-  if (minutes < 1) return 'under a minute';
-  if (minutes < 60) return plural(minutes, 'minute');
+  if (minutes < 1) return _('under a minute');
+  if (minutes < 60) return ngettext('%(num)d minute', '%(num)d minutes', minutes);
   const hours = Math.floor(minutes / 60);
-  if (hours < 48) return `${plural(hours, 'hour')}${minutes % 60 ? ` ${minutes % 60} min` : ''}`;
-  return plural(Math.round(hours / 24), 'day');
+  const hourText = ngettext('%(num)d hour', '%(num)d hours', hours);
+  const rest = ngettext('%(num)d min', '%(num)d min', minutes % 60);
+  if (hours < 48) return minutes % 60 ? `${hourText} ${rest}` : hourText;
+  return ngettext('%(num)d day', '%(num)d days', Math.round(hours / 24));
 }
 
 function etaText({units, eta}) {
-  if (!units.total) return 'No units yet: upload a batch to start.';
-  if (!eta.answers_needed) return 'Every unit has the answers it needs.';
-  const needed = `${plural(eta.answers_needed, 'answer')} still needed`;
-  if (eta.seconds == null) return `${needed}; no answers in the last 24 hours, so no estimate of the time left.`;
-  const window = eta.rate_window === '1h' ? 'the last hour' : 'the last 24 hours';
-  return `About ${duration(eta.seconds)} left (around ${whenFormat.format(new Date(eta.finish_at))}): ${needed} ` +
-    `at ${number.format(Math.round(eta.answers_per_hour * 10) / 10)} answers per hour, the rate of ${window}.`;
+  if (!units.total) return _('No units yet: upload a batch to start.');
+  if (!eta.answers_needed) return _('Every unit has the answers it needs.');
+  const needed = ngettext('%(num)d answer still needed', '%(num)d answers still needed', eta.answers_needed);
+  if (eta.seconds == null) return _('%(needed)s; no answers in the last 24 hours, so no estimate of the time left.', {needed});
+  const values = {time: duration(eta.seconds), when: whenFormat.format(new Date(eta.finish_at)), needed,
+    rate: number.format(Math.round(eta.answers_per_hour * 10) / 10)};
+  return eta.rate_window === '1h'
+    ? _('About %(time)s left (around %(when)s): %(needed)s at %(rate)s answers per hour, the rate of the last hour.', values)
+    : _('About %(time)s left (around %(when)s): %(needed)s at %(rate)s answers per hour, the rate of the last 24 hours.', values);
 }
 
 function plot(key, draw) {
@@ -247,13 +292,15 @@ async function refresh() {
     const response = await fetch(root.dataset.statsUrl, {credentials: 'same-origin',
       headers: {Accept: 'application/json'}, signal: AbortSignal.timeout?.(20_000)});
     const data = await response.json().catch(() => null);
-    if (!response.ok) throw new Error(data?.message || `the server answered ${response.status}`);
+    if (!response.ok) throw new Error(_('the server answered %(status)s', {status: response.status}));
     stats = data;
     render();
     $('dash-error').textContent = '';
-    $('dash-status').textContent = `Updated ${clockFormat.format(new Date())}`;
+    $('dash-status').textContent = _('Updated %(time)s', {time: clockFormat.format(new Date())});
   } catch (error) {
-    $('dash-error').textContent = `The dashboard could not be updated (${error.message}); it will try again.`;
+    const reason = error.name === 'TimeoutError' || error instanceof TypeError ? _('no connection to the server')
+      : error.message;
+    $('dash-error').textContent = _('The dashboard could not be updated (%(reason)s); it will try again.', {reason});
   } finally {
     fetching = false;
   }

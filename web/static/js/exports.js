@@ -1,5 +1,6 @@
 // The owner's exports: start one through the exports API with the page's session, poll it every second
 // to show the worker's progress, then offer the ZIP; earlier exports are listed with their links.
+import {_, locale, ngettext} from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const section = $('exports');
@@ -22,14 +23,15 @@ async function request(url, init = {}) {
   try {
     response = await fetch(url, {credentials: 'same-origin', headers: headers(Boolean(init.body)), ...init});
   } catch {
-    throw new ExportError('No connection to the server.');
+    throw new ExportError(_('No connection to the server.'));
   }
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     // The API's one error shape: a message, and per-field errors by location.
     const fields = Object.values(data?.errors ?? {}).flatMap((byField) =>
       Object.entries(byField).map(([name, problems]) => `${name}: ${[problems].flat().join(' ')}`));
-    throw new ExportError([data?.message || `The server answered ${response.status}.`, ...fields].join(' '));
+    throw new ExportError([data?.message || _('The server answered %(status)s.', {status: response.status}), ...fields]
+      .join(' '));
   }
   return data;
 }
@@ -51,12 +53,17 @@ function show(exp) {
   } else {
     bar.removeAttribute('value'); // indeterminate until the worker has counted the rows
   }
-  stateText.textContent = {
-    pending: 'Waiting for a worker…',
-    running: exp.total > 0 ? `Exporting: ${exp.rows} of ${exp.total}` : 'Exporting…',
-    done: `Done: ${exp.provenance?.counts?.rows ?? exp.rows} rows`,
-    failed: `The export failed: ${exp.error || 'unknown error'}`,
-  }[exp.state] ?? exp.state;
+  const texts = {
+    pending: () => _('Waiting for a worker…'),
+    running: () => (exp.total > 0 ? _('Exporting: %(done)s of %(total)s', {done: exp.rows, total: exp.total})
+      : _('Exporting…')),
+    done: () => ngettext('Done: %(num)d row', 'Done: %(num)d rows', exp.provenance?.counts?.rows ?? exp.rows),
+    failed: () => {
+      const reason = exp.error || _('unknown error');
+      return _('The export failed: %(reason)s', {reason});
+    },
+  };
+  stateText.textContent = texts[exp.state]?.() ?? exp.state;
   stateText.classList.toggle('failed', exp.state === 'failed');
   download.hidden = !exp.download_url;
   if (exp.download_url) download.href = exp.download_url;
@@ -71,13 +78,14 @@ function cell(...children) {
 // One earlier export: what and when, its rows, and its link (or its state while it has none).
 function row(exp) {
   const when = document.createElement('small');
-  when.textContent = new Date(exp.created_at).toLocaleString();
+  when.textContent = new Date(exp.created_at).toLocaleString(locale);
   const rows = exp.state === 'done' ? String(exp.provenance?.counts?.rows ?? exp.rows) : `${exp.rows} / ${exp.total}`;
-  let file = exp.state === 'failed' ? 'failed' : exp.state;
+  const states = {pending: _('waiting'), running: _('running'), failed: _('failed')};
+  let file = states[exp.state] ?? exp.state;
   if (exp.download_url) {
     file = document.createElement('a');
     file.href = exp.download_url;
-    file.textContent = 'Download';
+    file.textContent = _('Download');
     file.setAttribute('download', '');
   }
   const tr = document.createElement('tr');
@@ -113,14 +121,14 @@ form.addEventListener('submit', async (event) => {
   button.disabled = true;
   panel.hidden = false;
   download.hidden = true;
-  stateText.textContent = 'Starting…';
+  stateText.textContent = _('Starting…');
   stateText.classList.remove('failed');
   bar.removeAttribute('value');
   try {
     const exp = await request(api, {method: 'POST', body: JSON.stringify({kind: kind.value, format: format.value})});
     await follow(exp);
   } catch (error) {
-    stateText.textContent = error instanceof ExportError ? error.message : 'Something went wrong.';
+    stateText.textContent = error instanceof ExportError ? error.message : _('Something went wrong.');
     stateText.classList.add('failed');
     bar.max = 1;
     bar.value = 0;

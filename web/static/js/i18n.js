@@ -3,6 +3,8 @@
 const node = document.getElementById('i18n');
 const {messages = {}, plural = ['one', 'other']} = node ? JSON.parse(node.textContent) : {};
 export const lang = document.documentElement.lang || 'en';
+// Numbers, dates and lists in the page's language, with the digits 0-9 that the server's pages use too.
+export const locale = new Intl.Locale(lang, {numberingSystem: 'latn'}).toString();
 const rules = new Intl.PluralRules(lang);
 
 const fill = (text, params) => text.replace(/%\((\w+)\)[sd]/g, (match, key) => (key in params ? params[key] : match));
@@ -14,7 +16,7 @@ export function _(text, params = {}) {
 
 export function ngettext(singular, plural_, n, params = {}) {
   const found = messages[singular];
-  const values = {num: n.toLocaleString(lang), ...params};
+  const values = {num: n.toLocaleString(locale), ...params};
   if (Array.isArray(found)) {
     const index = plural.indexOf(rules.select(n));
     return fill(found[index >= 0 ? index : found.length - 1], values);

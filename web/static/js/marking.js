@@ -63,6 +63,14 @@ export class MarkingSurface {
     this.change(() => { this.marks.splice(i, 1); this.selected = -1; });
   }
 
+  // Make the selected circle (else the last one) bigger or smaller: sizing a circle without dragging.
+  resize(factor) {
+    if (!this.circles || !this.marks.length) return;
+    const i = this.selected >= 0 ? this.selected : this.marks.length - 1;
+    const r = clamp(this.marks[i].r * factor, 0.5, Math.max(this.w, this.h));
+    this.change(() => { this.marks[i] = {...this.marks[i], r}; });
+  }
+
   undo() {
     const last = this.history.pop();
     if (last) Object.assign(this, last);

@@ -2,7 +2,7 @@
 // answer on the device until the server has it, and go on meanwhile with the unit fetched ahead.
 import {getJson, nextUnits, renewIdentity, skipUnit, uuid} from './api.js';
 import {openDialog, setUpDialog, setUpTutorial} from './dialogs.js';
-import {_, lang, ngettext} from './i18n.js';
+import {_, locale, ngettext} from './i18n.js';
 import {MarkingSurface} from './marking.js';
 import {AnswerQueue} from './queue.js';
 import {Session} from './session.js';
@@ -38,17 +38,24 @@ let lowData = false;
 try { lowData = localStorage.getItem(LOW_DATA) === '1'; } catch { /* storage off */ }
 
 const busy = () => task.classList.contains('busy');
-const names = (labels) => new Intl.ListFormat(lang, {type: 'conjunction'})
+const names = (labels) => new Intl.ListFormat(locale, {type: 'conjunction'})
   .format(labels.map((label) => settings.names?.[label] ?? label));
+
+let pendingFeedback = '';
 
 function setBusy(on) {
   task.setAttribute('aria-busy', String(on));
   task.classList.toggle('busy', on);
   if (surface) surface.disabled = on;
+  if (!on && pendingFeedback) setFeedback(pendingFeedback);
 }
 
 // A message over the top of the image (about the last answer), until dismissed or the next answer.
+// Screen readers ignore a live region's changes inside a busy element, and do not announce them once
+// it is not busy: a message that comes while the task is busy is shown (and announced) when it is not.
 function setFeedback(text) {
+  pendingFeedback = text && busy() ? text : '';
+  if (pendingFeedback) return;
   feedback.textContent = text;
   feedbackClose.hidden = !text;
 }
@@ -71,9 +78,14 @@ function showSession(s) {
   const minutes = Math.floor(s.s.activeMs / 60_000);
   const answers = ngettext('%(num)d answer', '%(num)d answers', s.s.answers);
   const time = _('%(done)s of %(goal)s min',
-    {done: minutes.toLocaleString(lang), goal: (s.s.goalMs / 60_000).toLocaleString(lang)});
+    {done: minutes.toLocaleString(locale), goal: (s.s.goalMs / 60_000).toLocaleString(locale)});
   const text = `${answers} · ${time}`;
-  if (sessionText.textContent !== text) sessionText.textContent = text;
+  if (sessionText.textContent !== text) {
+    // Two parts that each stay on one line: a narrow top bar breaks the text between them only.
+    const [first, second] = [answers, time].map((part) => Object.assign(document.createElement('span'),
+      {textContent: part}));
+    sessionText.replaceChildren(first, ' · ', second);
+  }
   sessionBar.max = s.s.goalMs / 1000;
   sessionBar.value = Math.min(s.s.activeMs, s.s.goalMs) / 1000;
 }
@@ -380,12 +392,12 @@ function showExpected(marks, text) {
   surface.showExpected(marks);
   surface.disabled = true;
   task.classList.add('reviewing');
+  task.setAttribute('aria-busy', 'false'); // first: a live region's change inside a busy element is not announced
+  task.classList.remove('busy');
   $('review-note').textContent = text;
   for (const id of ['legend', 'next-row']) $(id).hidden = false;
   for (const id of ['tools', 'answer-actions', 'skip-line']) $(id).hidden = true;
   status.textContent = '';
-  task.setAttribute('aria-busy', 'false');
-  task.classList.remove('busy');
   $('next').focus();
 }
 
@@ -404,7 +416,7 @@ function endReview() {
 function formatBytes(bytes) {
   if (!bytes) return _('not known');
   const mb = bytes >= 1_000_000;
-  return new Intl.NumberFormat(lang, {style: 'unit', unit: mb ? 'megabyte' : 'kilobyte',
+  return new Intl.NumberFormat(locale, {style: 'unit', unit: mb ? 'megabyte' : 'kilobyte',
     maximumFractionDigits: mb ? 1 : 0}).format(mb ? bytes / 1_000_000 : Math.max(1, bytes / 1000));
 }
 
@@ -420,14 +432,15 @@ async function finish(reason) {
   task.hidden = true;
   status.textContent = '';
   $('done-reason').textContent = reason === 'goal'
-    ? _('You reached your goal of %(minutes)s minutes. That makes a real difference.',
-      {minutes: (s.goalMs / 60_000).toLocaleString(lang)})
+    ? ngettext('You reached your goal of %(num)d minute. That makes a real difference.',
+      'You reached your goal of %(num)d minutes. That makes a real difference.', Math.round(s.goalMs / 60_000))
     : _('There is nothing left for you to do in this project just now.');
-  $('tally-answers').textContent = s.answers.toLocaleString(lang);
-  $('tally-completed').textContent = s.completed.toLocaleString(lang);
+  $('tally-answers').textContent = s.answers.toLocaleString(locale);
+  $('tally-completed').textContent = s.completed.toLocaleString(locale);
   $('tally-time').textContent = formatTime(s.activeMs);
   $('tally-data').textContent = formatBytes(session.bytes);
-  const impact = [];
+  const impact = pendingFeedback ? [pendingFeedback] : []; // feedback on the last answer, which had no next image
+  pendingFeedback = '';
   if (s.completed) {
     impact.push(ngettext('Your answers completed %(num)d image: it has all the answers it needs, and its result is being worked out.',
       'Your answers completed %(num)d images: they have all the answers they need, and their results are being worked out.', s.completed));
@@ -446,7 +459,7 @@ async function finish(reason) {
   try {
     const summary = await getJson(settings.summary_url);
     const results = $('done-results');
-    const percent = new Intl.NumberFormat(lang, {style: 'percent', maximumFractionDigits: 0})
+    const percent = new Intl.NumberFormat(locale, {style: 'percent', maximumFractionDigits: 0})
       .format(summary.percent_complete / 100);
     if (summary.results) {
       results.textContent = ngettext('Volunteers have agreed on a result for %(num)d image of this project so far; the project is %(percent)s done.',
@@ -477,6 +490,7 @@ const surface = marking
     $('count').textContent = ngettext('%(num)d mark', '%(num)d marks', n);
     $('undo').disabled = !s.history.length;
     $('remove').disabled = s.selected < 0;
+    for (const id of ['smaller', 'bigger']) if ($(id)) $(id).disabled = n === 0;
     $('nothing').disabled = n > 0; // never throw away marks: remove them first
     submitButton.disabled = n === 0;
   })
@@ -485,6 +499,8 @@ const surface = marking
 if (surface) {
   $('undo').addEventListener('click', () => surface.undo());
   $('remove').addEventListener('click', () => surface.remove());
+  $('smaller')?.addEventListener('click', () => surface.resize(1 / 1.25));
+  $('bigger')?.addEventListener('click', () => surface.resize(1.25));
   $('nothing').addEventListener('click', () => answer({marks: []}));
   submitButton.addEventListener('click', () => answer({marks: surface.payload}));
   $('next').addEventListener('click', endReview);

@@ -1,5 +1,6 @@
 // The owner's batch upload: send the file to the batch API with the page's session, then poll the
 // batch every second and show the worker's progress, what was imported and what was rejected (and why).
+import {_, ngettext} from './i18n.js';
 
 const $ = (id) => document.getElementById(id);
 const form = $('upload-form');
@@ -21,14 +22,15 @@ async function request(url, init = {}) {
   try {
     response = await fetch(url, {credentials: 'same-origin', headers: headers(), ...init});
   } catch {
-    throw new UploadError('No connection to the server.');
+    throw new UploadError(_('No connection to the server.'));
   }
   const data = await response.json().catch(() => null);
   if (!response.ok) {
     // The API's one error shape: a message, and per-field errors by location.
     const fields = Object.values(data?.errors ?? {}).flatMap((byField) =>
       Object.entries(byField).map(([name, problems]) => `${name}: ${[problems].flat().join(' ')}`));
-    throw new UploadError([data?.message || `The server answered ${response.status}.`, ...fields].join(' '));
+    throw new UploadError([data?.message || _('The server answered %(status)s.', {status: response.status}), ...fields]
+      .join(' '));
   }
   return data;
 }
@@ -44,22 +46,29 @@ function show(batch) {
   } else {
     bar.removeAttribute('value'); // indeterminate until the worker has counted the entries
   }
-  const unit = batch.kind === 'tiles' ? 'tiles' : 'files';
-  stateText.textContent = {
-    pending: 'Uploaded; waiting for a worker…',
-    processing: total > 0 ? `Processing: ${processed} of ${total} ${unit}` : 'Processing…',
-    done: `Done: ${processed} of ${total} ${unit} processed`,
-    failed: 'The batch failed',
-  }[state] ?? state;
+  const tiles = batch.kind === 'tiles';
+  const texts = {
+    pending: () => _('Uploaded; waiting for a worker…'),
+    processing: () => {
+      if (!total) return _('Processing…');
+      return tiles ? ngettext('Processing: %(done)s of %(num)d tile', 'Processing: %(done)s of %(num)d tiles', total, {done: processed})
+        : ngettext('Processing: %(done)s of %(num)d file', 'Processing: %(done)s of %(num)d files', total, {done: processed});
+    },
+    done: () => (tiles
+      ? ngettext('Done: %(done)s of %(num)d tile processed', 'Done: %(done)s of %(num)d tiles processed', total, {done: processed})
+      : ngettext('Done: %(done)s of %(num)d file processed', 'Done: %(done)s of %(num)d files processed', total, {done: processed})),
+    failed: () => _('The batch failed'),
+  };
+  stateText.textContent = texts[state]?.() ?? state;
 }
 
 function finish(batch) {
   if (batch.state === 'failed') {
-    fail(batch.error || 'The batch could not be imported.');
+    fail(batch.error || _('The batch could not be imported.'));
   } else {
     const rejected = batch.rejected.length;
-    summary.textContent = `${batch.imported} ${batch.imported === 1 ? 'unit' : 'units'} imported` +
-      (rejected ? `; ${rejected} ${rejected === 1 ? 'file' : 'files'} not imported:` : '.');
+    summary.textContent = ngettext('%(num)d unit imported', '%(num)d units imported', batch.imported) +
+      (rejected ? ngettext('; %(num)d file not imported:', '; %(num)d files not imported:', rejected) : '.');
   }
   rejectedList.replaceChildren(...batch.rejected.map(({name, reason}) => {
     const item = document.createElement('li');
@@ -88,7 +97,7 @@ async function follow(url) {
       batch = await request(url);
     } catch (error) {
       failures += 1; // keep polling: the worker goes on whether or not this page can see it
-      summary.textContent = `${error.message} Retrying…`;
+      summary.textContent = [error.message, _('Retrying…')].join(' ');
       continue;
     }
     failures = 0;
@@ -112,13 +121,13 @@ form.addEventListener('submit', async (event) => {
   summary.removeAttribute('role');
   summary.classList.remove('failed');
   rejectedList.replaceChildren();
-  stateText.textContent = `Uploading ${file.name}…`;
+  stateText.textContent = _('Uploading %(file)s…', {file: file.name});
   bar.removeAttribute('value');
   let batch;
   try {
     batch = await request(form.dataset.api, {method: 'POST', body});
   } catch (error) {
-    stateText.textContent = 'The upload failed';
+    stateText.textContent = _('The upload failed');
     fail(error.message);
     button.disabled = false;
     return;
