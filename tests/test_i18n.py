@@ -245,3 +245,21 @@ def test_owner_pages_and_their_messages_are_in_arabic(client, owner, make_projec
     strings = json.loads(re.search(r'id="i18n">(.*?)</script>', html, re.S).group(1))
     assert strings["messages"]["No answers in the last 48 hours."] == "لا إجابات في آخر 48 ساعة."
     assert "Saving your answer…" not in strings["messages"]  # the task page's: not sent here
+
+
+def test_a_missing_page_is_explained_in_arabic_with_a_way_back(client):
+    """A page that does not exist answers 404 with a page in the visitor's language, not the server's English."""
+    response = client.get("/p/no-such-project?lang=ar")
+    assert response.status_code == 404
+    page = response.get_data(as_text=True)
+    assert 'dir="rtl"' in page
+    assert "لا توجد صفحة هنا" in page
+    assert 'href="/"' in page
+    assert "Not Found" not in page
+
+
+def test_an_api_error_stays_json(client):
+    """The API's errors are JSON whatever the language: only pages get an error page."""
+    response = client.get("/api/v1/projects/999999?lang=ar")
+    assert response.status_code in (401, 404)
+    assert response.is_json

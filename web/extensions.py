@@ -1,4 +1,4 @@
-"""Per-app state (database sessions, Redis) and the JSON error shape."""
+"""Per-app state (database sessions, Redis), the JSON error shape, and the error pages."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def init_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):  # type: ignore[no-untyped-def]
         if not request.path.startswith("/api/"):
-            return error
+            return error_page(error)
         code = error.code or 500
         data = getattr(error, "data", {}) or {}
         message = data.get("message") or error.description or ""
@@ -68,3 +68,30 @@ def init_errors(app: Flask) -> None:
             if name.lower() not in ("content-type", "content-length"):
                 response.headers[name] = value
         return response, code
+
+
+def error_page(error: HTTPException):  # type: ignore[no-untyped-def]
+    """A page's error, in the visitor's language, with the error's own headers (Retry-After, Allow)."""
+    from flask import render_template
+    from flask_babel import gettext as _
+    from flask_wtf.csrf import CSRFError
+
+    code = error.code or 500
+    says = {
+        400: _("This request could not be understood."),
+        403: _("You may not open this page."),
+        404: _("There is no page here. The link may be old, or the project may have ended."),
+        405: _("This page cannot be used that way."),
+        413: _("That is too big to send."),
+        429: _("Too many requests at once. Wait a moment and try again."),
+        503: _("The service is busy or restarting. Try again in a moment."),
+    }
+    if isinstance(error, CSRFError):
+        message = _("This form has expired. Go back, reload the page and try again.")
+    else:
+        message = says.get(code) or _("Something went wrong on our side. Try again in a moment.")
+    response = current_app.make_response((render_template("error.html", code=code, message=message), code))
+    for name, value in error.get_headers():
+        if name.lower() not in ("content-type", "content-length"):
+            response.headers[name] = value
+    return response

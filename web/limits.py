@@ -14,7 +14,7 @@ from datetime import date
 from flask import Blueprint, Flask, current_app, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
 
-from web.extensions import error_body
+from web.extensions import error_body, error_page
 
 def address_key() -> str:
     day_key = hmac.new(current_app.secret_key.encode(), f"address:{date.today().isoformat()}".encode(),
@@ -56,7 +56,10 @@ def init_app(app: Flask, limited: tuple[Blueprint, ...]) -> Limiter:
     @app.errorhandler(RateLimitExceeded)
     def too_many(error: RateLimitExceeded):  # type: ignore[no-untyped-def]
         wait = int(error.limit.limit.get_expiry())
-        response = jsonify(error_body(429, f"Too many requests ({error.description}); try again in {wait} s."))
+        if request.path.startswith("/api/"):
+            response = jsonify(error_body(429, f"Too many requests ({error.description}); try again in {wait} s."))
+        else:
+            response = error_page(error)
         response.headers["Retry-After"] = str(wait)
         return response, 429
 

@@ -485,21 +485,27 @@ function keepGoing() {
 // -- controls -------------------------------------------------------------------------------------------
 
 const surface = marking
-  ? new MarkingSurface($('surface'), settings.marking_tool, (s) => {
-    const n = s.marks.length;
-    $('count').textContent = ngettext('%(num)d mark', '%(num)d marks', n);
-    $('undo').disabled = !s.history.length;
-    $('remove').disabled = s.selected < 0;
-    for (const id of ['smaller', 'bigger']) if ($(id)) $(id).disabled = n === 0;
-    $('nothing').disabled = n > 0; // never throw away marks: remove them first
-    submitButton.disabled = n === 0;
-  })
+  ? new MarkingSurface({svg: $('surface'), image, loupe: $('loupe'), tool: settings.marking_tool,
+    announce: (text) => { $('mark-note').textContent = text; },
+    onChange: (s) => {
+      const n = s.marks.length;
+      $('count').textContent = ngettext('%(num)d mark', '%(num)d marks', n);
+      $('undo').disabled = !s.history.length;
+      $('remove').disabled = s.selected < 0;
+      for (const id of ['smaller', 'bigger']) if ($(id)) $(id).disabled = n === 0;
+      $('nothing').disabled = n > 0; // never throw away marks: remove them first
+      $('zoom-in').disabled = !s.canZoomIn;
+      $('zoom-out').disabled = !s.zoomed;
+      submitButton.disabled = n === 0;
+    }})
   : null;
 
 if (surface) {
   $('undo').addEventListener('click', () => surface.undo());
   $('remove').addEventListener('click', () => surface.remove());
   $('smaller')?.addEventListener('click', () => surface.resize(1 / 1.25));
+  $('zoom-in').addEventListener('click', () => surface.zoomBy(2));
+  $('zoom-out').addEventListener('click', () => surface.zoomBy(1 / 2));
   $('bigger')?.addEventListener('click', () => surface.resize(1.25));
   $('nothing').addEventListener('click', () => answer({marks: []}));
   submitButton.addEventListener('click', () => answer({marks: surface.payload}));
