@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MARKING, shoot, stored, wait_for_thanks
+from tests.conftest import MARKING, shoot, stored, wait_for_thanks, wait_for_unit
 
 pytestmark = pytest.mark.browser
 
@@ -60,7 +60,7 @@ def zoom_scale(page: Any) -> float:
 
 
 def submitted_marks(page: Any, session_maker: Any) -> list[dict[str, float]]:
-    page.get_by_role("button", name="Submit").click()
+    page.locator("#submit").click()
     wait_for_thanks(page)
     [answer] = stored(session_maker)
     return answer.payload["marks"]
@@ -72,10 +72,14 @@ def assert_close(mark: dict[str, float], expected: dict[str, float], tolerance: 
         assert abs(mark[key] - value) <= tolerance, (key, mark, expected)
 
 
+@pytest.mark.parametrize("language", ["en", "ar"])
 def test_two_fingers_zoom_without_scrolling_and_a_circle_drawn_zoomed_is_in_image_pixels(phone, make_project,
-                                                                                         session_maker):
-    """Spreading two fingers around the middle zooms in there; a circle drawn then is stored where it is on the image."""
-    page = phone(make_project(MARKING, n=1, size=SIZE))
+                                                                                         session_maker, language):
+    """Spreading two fingers around the middle zooms in there; a circle drawn then is stored where it is on the
+    image, in Arabic (right to left) as in English."""
+    project = make_project(MARKING, n=1, size=SIZE)
+    page = phone.new_page(f"/p/{project['slug']}?lang={language}")
+    wait_for_unit(page)
     fingers = Fingers(page)
     box = stage_box(page)
     scroll = page.evaluate("window.scrollY")
@@ -87,10 +91,10 @@ def test_two_fingers_zoom_without_scrolling_and_a_circle_drawn_zoomed_is_in_imag
     fingers.up()
     assert zoom_scale(page) == pytest.approx(3, rel=0.05)  # the fingers' spread tripled
     assert page.evaluate("window.scrollY") == scroll
-    assert page.locator("#count").inner_text() == "0 marks"  # two fingers draw nothing
+    assert page.locator("#surface .mark").count() == 0  # two fingers draw nothing
     # At 3x, the middle of the image stays in the middle: draw a circle of 30 screen pixels there.
     fingers.drag(middle, (middle[0] + 30, middle[1]))
-    shoot(page, "marking-zoomed")
+    shoot(page, f"marking-zoomed-{language}")
     screen_to_image = SIZE[0] / box["width"] / 3
     [mark] = submitted_marks(page, session_maker)
     assert_close(mark, {"x": 320, "y": 240, "r": 30 * screen_to_image}, tolerance=2)

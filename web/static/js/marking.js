@@ -169,6 +169,7 @@ export class MarkingSurface {
     z.x = clamp(z.x, width - width * z.s, 0);
     z.y = clamp(z.y, height - height * z.s, 0);
     this.viewport.style.transform = this.zoomed ? `translate(${z.x}px, ${z.y}px) scale(${z.s})` : '';
+    this.svg.style.setProperty('--u', 1 / z.s); // lines keep their width on screen (see app.css)
     this.stage.classList.toggle('zoomed', this.zoomed);
     this.render();
   }
