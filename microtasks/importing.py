@@ -28,8 +28,10 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 import posixpath
+import stat
 import unicodedata
 import uuid
 import warnings
@@ -62,6 +64,10 @@ MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 MAX_ENTRIES = 100_000
 MAX_RATIO = 200
 MANIFEST_NAMES = ("manifest.csv", "manifest.json", "manifest.jsonl")
+#: A manifest lists at most as many entries as an archive may hold files.
+MAX_MANIFEST_ENTRIES = MAX_ENTRIES
+#: JSON in a manifest or a gold answer nests at most this deep (a deeper document is no unit's metadata).
+MAX_JSON_DEPTH = 32
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 #: Long side of the copy volunteers see, and of the thumbnail.
 PHONE_SIZE = 1024
@@ -135,6 +141,27 @@ def _not_an_image(head: bytes) -> str:
         what = "SVG" if b"<svg" in text else "HTML" if b"<html" in text or b"<!doctype html" in text else "XML/HTML"
         return f"{what} text passed off as an image (only JPEG, PNG and WebP are accepted)"
     return "not a JPEG, PNG or WebP image"
+
+
+#: How a ZIP archive starts: its first entry, the marker of a split archive, or the end record of an empty one.
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x07\x08", b"PK\x05\x06")
+#: Bytes :func:`upload_kind` needs to tell what an upload is.
+HEAD_BYTES = 512
+
+
+def upload_kind(name: str, head: bytes) -> BatchKind:
+    """What an upload is by its first :data:`HEAD_BYTES` bytes: one image to cut into tiles, or an archive.
+
+    Anything else (an empty file, a document, another image format) raises
+    :class:`ValidationError` naming what it looks like, before it is stored or queued.
+    """
+    if image_format(head) is not None:
+        return BatchKind.tiles
+    if head.startswith(ZIP_MAGIC):
+        return BatchKind.archive
+    what = "an empty file" if not head else _not_an_image(head)
+    raise ValidationError(f"{name}: {what}; upload a ZIP archive of images, or one JPEG, PNG or WebP image.",
+                          field="file")
 
 
 @contextmanager
@@ -322,6 +349,8 @@ class Source:
         if self._zip is None:
             return self._files[name].read_bytes()
         info = self._infos[name]
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise ValueError("a symbolic link, not a file (links are not followed)")
         if info.file_size > MAX_ENTRY_BYTES:
             raise ValueError(f"larger than {MAX_ENTRY_BYTES} bytes unpacked")
         if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1_000_000:
@@ -329,10 +358,10 @@ class Source:
         try:
             with self._zip.open(info) as handle:
                 data = handle.read(MAX_ENTRY_BYTES + 1)
+        except NotImplementedError as error:  # a RuntimeError too: caught first
+            raise ValueError(f"unsupported compression ({error})") from None
         except RuntimeError as error:  # encrypted
             raise ValueError(f"cannot be read ({error})") from None
-        except NotImplementedError as error:
-            raise ValueError(f"unsupported compression ({error})") from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
             raise ValueError(f"damaged in the archive ({error})") from None
         if len(data) > MAX_ENTRY_BYTES:
@@ -353,14 +382,22 @@ def safe_name(name: str) -> str | None:
 
 
 def read_manifest(name: str, data: bytes) -> list[tuple[int, dict[str, Any]]]:
-    """Entries of a manifest with the line they came from; a malformed manifest raises naming the line."""
+    """Entries of a manifest with the line they came from; a malformed manifest raises naming the line.
+
+    Besides malformed CSV or JSON, a manifest is refused for a NUL character (no database
+    stores one in text), JSON that :func:`load_json` refuses, and more than
+    :data:`MAX_MANIFEST_ENTRIES` entries (the reading stops there).
+    """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         line = data[:error.start].count(b"\n") + 1
         raise ValidationError(f"{name}, line {line}: not UTF-8 text (byte {error.start}); save the manifest "
                               f"as UTF-8.", field="manifest") from None
-    entries: list[tuple[int, dict[str, Any]]] = []
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise ValidationError(f"{name}, line {line}: a NUL character; a manifest is text.", field="manifest")
+    entries = _ManifestEntries(name)
     if name.endswith(".csv"):
         reader = csv.DictReader(io.StringIO(text, newline=""))
         try:
@@ -371,18 +408,20 @@ def read_manifest(name: str, data: bytes) -> list[tuple[int, dict[str, Any]]]:
                 if None in row:
                     raise ValidationError(f"{name}, line {reader.line_num}: more cells than header columns.",
                                           field="manifest")
-                entries.append((reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}))
-        except csv.Error as error:
-            raise ValidationError(f"{name}, line {reader.line_num}: {error}.", field="manifest") from None
+                entries.add(reader.line_num, {k: v for k, v in row.items() if v not in (None, "")})
+        except csv.Error as error:  # raised reading a line, before the reader counts it
+            raise ValidationError(f"{name}, line {reader.line_num + 1}: {error}.", field="manifest") from None
     elif name.endswith(".jsonl"):
         for number, line in enumerate(text.splitlines(), start=1):
             if line.strip():
-                entries.append((number, _json_entry(name, number, line)))
+                entries.add(number, _json_entry(name, number, line))
     else:
         try:
-            document = json.loads(text)
+            document = load_json(text)
         except json.JSONDecodeError as error:
             raise ValidationError(f"{name}, line {error.lineno}: {error.msg}.", field="manifest") from None
+        except ValueError as error:
+            raise ValidationError(f"{name}: {error}.", field="manifest") from None
         items = document.get("units") if isinstance(document, dict) else document
         if not isinstance(items, list):
             raise ValidationError(f"{name}: expected a list of entries (or an object with 'units').",
@@ -390,15 +429,86 @@ def read_manifest(name: str, data: bytes) -> list[tuple[int, dict[str, Any]]]:
         for number, item in enumerate(items, start=1):
             if not isinstance(item, dict):
                 raise ValidationError(f"{name}, entry {number}: each entry must be an object.", field="manifest")
-            entries.append((number, item))
+            entries.add(number, item)
     return entries
+
+
+class _ManifestEntries(list[tuple[int, dict[str, Any]]]):
+    """A manifest's entries as they are read: one past :data:`MAX_MANIFEST_ENTRIES` stops the reading."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def add(self, line: int, entry: dict[str, Any]) -> None:
+        if len(self) == MAX_MANIFEST_ENTRIES:
+            raise ValidationError(f"{self.name}: more than the {MAX_MANIFEST_ENTRIES} entries allowed; split the "
+                                  f"upload into several batches.", field="manifest")
+        self.append((line, entry))
+
+
+def load_json(text: str | bytes) -> Any:
+    """JSON as a database can store it and a response can carry it back; ValueError with the reason otherwise.
+
+    Python's parser takes more than JSON: it is refused here too. No ``NaN`` or
+    ``Infinity`` (PostgreSQL refuses them), no NUL character and no half of a
+    surrogate pair in any text (no database stores them), and no nesting deeper than
+    :data:`MAX_JSON_DEPTH` (a deep enough document exhausts the parser's stack).
+
+    >>> load_json('{"site": "north", "depth": [1, 2]}')
+    {'site': 'north', 'depth': [1, 2]}
+    >>> load_json('[NaN]')
+    Traceback (most recent call last):
+    ...
+    ValueError: NaN is not a number JSON allows
+    """
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} deep") from None
+    problem = json_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def json_problem(value: Any) -> str | None:
+    """Why a parsed JSON value cannot be stored (see :func:`load_json`), or None when it can."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\0" in item:
+                return "a NUL character in a text"
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "half of a UTF-16 surrogate pair in a text"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{item} is not a number JSON allows"
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                return f"nested more than {MAX_JSON_DEPTH} deep"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    return None
 
 
 def _json_entry(name: str, number: int, line: str) -> dict[str, Any]:
     try:
-        item = json.loads(line)
+        item = load_json(line)
     except json.JSONDecodeError as error:
         raise ValidationError(f"{name}, line {number}: {error.msg}.", field="manifest") from None
+    except ValueError as error:
+        raise ValidationError(f"{name}, line {number}: {error}.", field="manifest") from None
     if not isinstance(item, dict):
         raise ValidationError(f"{name}, line {number}: each line must be a JSON object.", field="manifest")
     return item
@@ -416,9 +526,11 @@ def parse_gold(project: Project, known: Any, image: StoredImage) -> dict[str, An
         text = known.strip()
         if text.startswith(("{", "[")):
             try:
-                known = json.loads(text)
+                known = load_json(text)
             except json.JSONDecodeError as error:
                 raise ValidationError(f"not valid JSON ({error.msg})", field="gold") from None
+            except ValueError as error:
+                raise ValidationError(f"not storable JSON ({error})", field="gold") from None
         elif project.task_type.value == "tagging":
             known = {"labels": [t.strip() for t in text.split(";") if t.strip()]} if project.multi_select \
                 else {"label": text}
@@ -489,7 +601,7 @@ def import_batch(session: Session, project: Project, batch: Batch, path: Path, m
     """Create the units of ``batch`` from the archive or folder at ``path``.
 
     Raises :class:`ValidationError` when the upload as a whole is unusable (not a ZIP,
-    a malformed manifest); otherwise returns what was imported and what was not.
+    an empty one, a malformed manifest); otherwise returns what was imported and what was not.
     ``progress(processed, total)`` is called before the first entry and after each one;
     no unit is added to the session before the last. Nothing is committed here: the
     caller commits the whole batch at once.
@@ -497,6 +609,8 @@ def import_batch(session: Session, project: Project, batch: Batch, path: Path, m
     source = Source(path)
     report = ImportReport()
     try:
+        if not source.names:
+            raise ValidationError(f"{batch.name or path.name}: no files in it to import.", field="file")
         entries = list(_entries(source, report))
         total = len(entries)
         if progress:

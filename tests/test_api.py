@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import uuid
+
+import pytest
 from sqlalchemy import func, select
 
 from microtasks.models import Answer
@@ -205,10 +207,10 @@ def test_a_manifest_naming_a_missing_file_reports_its_line(client, owner, run_jo
 
 
 def test_an_upload_that_is_not_a_zip_fails_with_a_reason(client, owner, run_jobs, session):
-    """A batch that is not a ZIP fails as a whole, with the reason, and creates no unit."""
+    """A batch that starts like a ZIP but is no readable one fails as a whole, with the reason, and creates no unit."""
     project = client.post("/api/v1/projects", headers=owner["headers"], json=TAGGING).get_json()
     batch = client.post(f"/api/v1/projects/{project['id']}/batches", headers=owner["headers"],
-                        data={"file": (io.BytesIO(b"GIF89a not a zip"), "x.zip")},
+                        data={"file": (io.BytesIO(b"PK\x03\x04 and then not a zip"), "x.zip")},
                         content_type="multipart/form-data").get_json()
     run_jobs()
     report = batch_report(client, owner, project["id"], batch["id"])
@@ -391,3 +393,75 @@ def test_skipping_a_unit_never_served_is_a_409(client, make_project, new_volunte
     project = make_project(TAGGING, n=1)
     unit = next_unit(client, project, new_volunteer())
     assert client.post(f"/api/v1/units/{unit['id']}/skip", headers=new_volunteer()).status_code == 409
+
+
+# -- found by fuzzing (tests/test_fuzz.py) ------------------------------------------------
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/v1/projects/{big}"), ("GET", "/api/v1/projects/{project}/exports/{big}"),
+    ("POST", "/api/v1/units/{big}/skip"), ("POST", "/api/v1/units/{big}/answers"),
+])
+def test_an_id_beyond_any_row_is_a_404(client, owner, new_volunteer, method, path):
+    """A path id too large for the id columns names no row: 404, never a database error."""
+    project = client.post("/api/v1/projects", headers=owner["headers"], json=TAGGING).get_json()
+    reply = client.open(path.format(big=2**64, project=project["id"]), method=method,
+                        headers={**owner["headers"], **new_volunteer()},
+                        json={"answer_id": str(uuid.uuid4()), "payload": {"label": "cat"}})
+    assert reply.status_code == 404 and reply.get_json()["code"] == 404
+
+
+def test_a_batch_answer_with_an_id_beyond_any_row_is_a_422(client, new_volunteer):
+    """Unit ids in a batch of answers are checked against the id columns' range by the schema."""
+    reply = client.post("/api/v1/answers", headers=new_volunteer(), json={"answers": [
+        {"unit_id": 2**70, "answer_id": str(uuid.uuid4()), "payload": {"label": "cat"}}]})
+    assert reply.status_code == 422 and "unit_id" in reply.get_json()["errors"]["json"]["answers"]["0"]
+
+
+def test_times_in_responses_carry_their_utc_offset(client, owner):
+    """Every date-time the API returns is RFC 3339 with an offset, on SQLite (which drops it) as on PostgreSQL."""
+    created = client.post("/api/v1/keys", headers=owner["headers"], json={"name": "script"}).get_json()
+    assert created["created_at"].endswith("+00:00")
+
+
+def test_a_project_without_a_webhook_has_a_null_secret_as_documented(client, owner):
+    """webhook_secret is null without a webhook_url, and the OpenAPI document says it may be."""
+    project = client.post("/api/v1/projects", headers=owner["headers"], json=TAGGING).get_json()
+    documented = client.get("/api/openapi.json").get_json()["components"]["schemas"]["Project"]
+    assert project["webhook_secret"] is None
+    assert "null" in documented["properties"]["webhook_secret"]["type"]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/api/v1/keys", {"name": "a\u0000b"}),
+    ("PATCH", "/api/v1/projects/{id}", {"topics": ["\u0000"]}),
+    ("POST", "/api/v1/volunteers/login", {"username": "\u0000", "password": "0123456789"}),
+])
+def test_a_nul_character_in_a_json_text_is_a_400(client, owner, method, path, body):
+    """No database stores a NUL in text (PostgreSQL refuses it): the call is refused before any view runs."""
+    project = client.post("/api/v1/projects", headers=owner["headers"], json=TAGGING).get_json()
+    reply = client.open(path.format(id=project["id"]), method=method, headers=owner["headers"], json=body)
+    assert reply.status_code == 400 and "NUL" in reply.get_json()["message"]
+
+
+def test_a_nul_character_in_the_path_is_a_400(client):
+    """A NUL in a path's text parameter (a project's slug) is refused, not looked up."""
+    reply = client.get("/api/v1/projects/a%00b/summary")
+    assert reply.status_code == 400 and "NUL" in reply.get_json()["message"]
+
+
+# -- JSON beyond JSON (see tests/test_hostile_uploads.py for manifests) ----------------------
+
+UNIT_ANSWER_ID = "00000000-0000-4000-8000-0000000000f1"
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    ("[" * 100_000 + "]" * 100_000, "nested more than"),
+    ('{"answers": [{"unit_id": 1, "answer_id": "%s", "payload": {"x": NaN}}]}' % UNIT_ANSWER_ID, "NaN"),
+    ('{"answers": [{"unit_id": 1, "answer_id": "%s", "payload": {"label": "\\ud800"}}]}' % UNIT_ANSWER_ID,
+     "surrogate"),
+], ids=["nested", "NaN", "half a surrogate pair"])
+def test_json_no_database_can_store_is_a_400(client, new_volunteer, body, reason):
+    """Deep nesting (which would exhaust the parser's stack), NaN and half a surrogate pair are refused as JSON."""
+    reply = client.post("/api/v1/answers", headers={**new_volunteer(), "Content-Type": "application/json"},
+                        data=body)
+    assert reply.status_code == 400 and reason in reply.get_json()["message"]

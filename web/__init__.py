@@ -7,12 +7,18 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, request, send_from_directory
+from flask import Flask, Response, current_app, jsonify, request, send_from_directory
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import ServiceUnavailable
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from microtasks.config import Settings
 from microtasks.db import session_factory
 from microtasks.serving import Dispatcher
-from web.extensions import State, close_db, init_errors
+from web.extensions import State, close_db, error_body, error_page, init_errors
 from workers.connection import connect
 
 
@@ -58,11 +64,36 @@ def compress(response: Response) -> Response:
     return response
 
 
+#: Seconds a client is asked to wait (``Retry-After``) while the database or Redis cannot be reached.
+RETRY_AFTER = 5
+
+
+def unavailable(error: Exception) -> Response:
+    """503 with ``Retry-After`` while the database or Redis cannot be reached (a restart, a failover).
+
+    The client sends the same request again after the pause; answers carry their ids, so a
+    request that had committed before the failure stores nothing twice. A JSON body (the
+    API's error shape) under ``/api/``, the error page in the visitor's language elsewhere.
+    """
+    current_app.logger.warning("%s %s: 503, %s unreachable: %s", request.method, request.path,
+                               "Redis" if isinstance(error, (RedisConnectionError, RedisTimeoutError)) else "database",
+                               str(error).splitlines()[0] if str(error) else type(error).__name__)
+    message = f"The service is briefly unavailable; try again in {RETRY_AFTER} s."
+    response = jsonify(error_body(503, message)) if request.path.startswith("/api/") else error_page(
+        ServiceUnavailable())
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then ``MICROTASKS_*`` environment variables, then ``config``.
 
     Settings: ``DATABASE_URL``, ``REDIS_URL``, ``INSTANCE_DIR``, ``MEDIA_DIR`` (see
-    :class:`microtasks.config.Settings`), ``SECRET_KEY``, ``MAX_CONTENT_LENGTH``.
+    :class:`microtasks.config.Settings`), ``SECRET_KEY``, ``MAX_CONTENT_LENGTH``, and
+    ``TRUSTED_PROXIES``: how many reverse proxies stand in front of the app (0 by default). Behind
+    them, each request's address, scheme and host are read from their ``X-Forwarded-For``,
+    ``-Proto`` and ``-Host``, so rate limits see the volunteer's address and cookies are Secure over HTTPS.
     """
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=512 * 1024 * 1024, JSON_SORT_KEYS=False,
@@ -75,6 +106,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         import os
 
         app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or _secret_key(settings)
+    proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,  # type: ignore[method-assign]
+                                x_host=proxies)
     redis = app.config.get("REDIS") or connect(settings)
     app.extensions["microtasks"] = State(settings=settings, sessions=session_factory(settings.database_url),
                                          redis=redis, dispatcher=Dispatcher(redis))
@@ -82,11 +117,14 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     from web import api, i18n, limits, owner, volunteer, volunteer_account
     from web.api.volunteers.routes import blp as volunteers_blp
-    from web.auth import init_csrf
+    from web.auth import SessionInterface, init_csrf
 
     api.init_app(app)
     init_errors(app)  # after the Api, whose own handler would otherwise drop our messages
+    for unreachable in (OperationalError, PoolTimeoutError, RedisConnectionError, RedisTimeoutError):
+        app.register_error_handler(unreachable, unavailable)
     init_csrf(app)
+    app.session_interface = SessionInterface()
     i18n.init_app(app, settings.instance_dir)
     app.register_blueprint(volunteer.bp)
     app.register_blueprint(owner.bp)
@@ -104,6 +142,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         response.headers.setdefault("X-Frame-Options", "DENY")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "

@@ -11,12 +11,14 @@ from __future__ import annotations
 from functools import wraps
 from typing import Any, Callable
 
-from flask import Flask, abort, current_app, g, request, session
+from flask import Flask, abort, current_app, g, has_request_context, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFProtect
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from microtasks.models import Owner, Volunteer
+from microtasks.models import Owner, Project, Volunteer
 from microtasks.accounts import owner_for_key
+from microtasks.errors import NotFound
 from microtasks.volunteers import create_volunteer
 from web.extensions import db
 
@@ -49,6 +51,19 @@ def current_owner() -> Owner | None:
     return owner
 
 
+def manages(owner: Owner | None, project: Project) -> bool:
+    """Whether ``owner`` may see and change ``project``: their own, or any for an administrator."""
+    return owner is not None and (project.owner_id == owner.id or owner.is_admin)
+
+
+def owned_project(project_id: int) -> Project:
+    """The project, for an owner who :func:`manages` it; for anyone else a 404, as if it did not exist."""
+    project = db().get(Project, project_id)
+    if project is None or not manages(current_owner(), project):
+        raise NotFound(f"No project {project_id}.")
+    return project
+
+
 def init_csrf(app: Flask) -> None:
     """Check the CSRF token on owner and volunteer-account pages' forms, and on API calls authenticated by the
     owner pages' session."""
@@ -60,6 +75,17 @@ def init_csrf(app: Flask) -> None:
     def check_csrf() -> None:
         if request.method not in SAFE_METHODS and request.blueprint in ("owner", "volunteer_account"):
             csrf.protect()
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, whose cookie is also Secure whenever the request came over HTTPS.
+
+    Behind a proxy that ends TLS, a request counts as HTTPS once ``TRUSTED_PROXIES`` lets the
+    app believe the proxy's ``X-Forwarded-Proto`` (see :func:`web.create_app`).
+    """
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return super().get_cookie_secure(app) or (has_request_context() and request.is_secure)
 
 
 def owner_required(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,7 +18,7 @@ from microtasks.models import ConsensusResult, Project, Quarantine, TaskType, Un
 from microtasks.projects import SERVING, create_project, progress, update_project
 from microtasks.quarantine import release
 from web.api.projects.schemas import ProjectSchema
-from web.auth import current_owner
+from web.auth import current_owner, manages
 from web.demo import demo_truth
 from web.extensions import db, state
 
@@ -100,6 +100,7 @@ def account():  # type: ignore[no-untyped-def]
     """API keys (make, revoke) and the password."""
     owner = _signed_in()
     new_key = session.pop("new_key", None)
+    status = 200
     if request.method == "POST":
         action = request.form.get("action")
         try:
@@ -118,7 +119,8 @@ def account():  # type: ignore[no-untyped-def]
         except MicrotasksError as error:
             db().rollback()
             flash(_explain(error))
-    return render_template("owner/account.html", owner=owner, keys=api_keys(db(), owner), new_key=new_key)
+            status = error.status  # e.g. 404 for another owner's key
+    return render_template("owner/account.html", owner=owner, keys=api_keys(db(), owner), new_key=new_key), status
 
 
 def _explain(error: MicrotasksError) -> str:
@@ -138,7 +140,7 @@ def _owned(project_id: int) -> Project:
     """The signed-in owner's project (any project for an administrator), or 404."""
     owner = _signed_in()
     found = db().get(Project, project_id)
-    if found is None or (found.owner_id != owner.id and not owner.is_admin):
+    if found is None or not manages(owner, found):
         abort(404)
     return found
 
@@ -230,6 +232,8 @@ def simulate(project_id: int):  # type: ignore[no-untyped-def]
     from web.demo import simulate_volunteers
 
     found = _owned(project_id)
+    if demo_truth(state().settings, found.slug) is None:
+        abort(404)  # not a demo project: there is nothing to simulate it with
     answered = simulate_volunteers(state().settings, found.slug, volunteers=3,
                                    seed=int(request.form.get("seed", 0) or 0) + found.id)
     flash(ngettext("Simulated volunteers gave %(num)d answer; consensus appears as the worker computes it.",

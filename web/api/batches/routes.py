@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
@@ -13,11 +12,10 @@ from webargs.flaskparser import FlaskParser
 from werkzeug.datastructures import CombinedMultiDict
 from werkzeug.utils import secure_filename
 
-from microtasks.importing import image_format
+from microtasks.importing import HEAD_BYTES, upload_kind
 from microtasks.models import Batch, BatchKind
-from microtasks.projects import get_project
 from web.api.batches.schemas import BatchSchema, UploadSchema
-from web.auth import owner_required
+from web.auth import owned_project, owner_required
 from web.extensions import db, state
 from workers.connection import enqueue_import
 
@@ -45,7 +43,7 @@ class Batches(MethodView):
     @blp.response(200, BatchSchema(many=True))
     def get(self, project_id: int) -> list[Batch]:
         """The project's batches, newest first"""
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         return db().scalars(select(Batch).where(Batch.project_id == project.id).order_by(Batch.id.desc())).all()
 
     @blp.doc(security=[{"ApiKey": []}])
@@ -56,20 +54,21 @@ class Batches(MethodView):
 
         A ZIP makes an ``archive`` batch; a single JPEG, PNG or WebP image makes a ``tiles``
         batch, cut into ``tile_size`` tiles that overlap by ``overlap`` pixels (512 and 64
-        by default). A worker imports the batch: poll it to follow ``processed`` of
+        by default); any other file (empty, a document, another format) is refused at once
+        with a 422. A worker imports the batch: poll it to follow ``processed`` of
         ``total``, then see what was imported and which files were rejected, with the
         reason. The units appear all at once when the batch is done.
         """
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         upload = form["file"]
-        name = secure_filename(upload.filename or "") or "upload"
+        name = (secure_filename(upload.filename or "") or "upload")[:255]  # the name column's length
+        kind = upload_kind(name, upload.stream.read(HEAD_BYTES))  # refused (422) before anything is stored
+        upload.stream.seek(0)
         uploads = state().settings.instance_dir / "uploads"
         uploads.mkdir(parents=True, exist_ok=True)
         path = uploads / f"{uuid.uuid4().hex}.upload"
         upload.save(path)
-        with path.open("rb") as saved:
-            single_image = image_format(saved.read(16)) is not None
-        if single_image:
+        if kind is BatchKind.tiles:
             batch = Batch(project_id=project.id, name=name, kind=BatchKind.tiles, source_path=str(path),
                           options={"tile_size": form["tile_size"], "overlap": form["overlap"]})
         else:
@@ -89,7 +88,7 @@ class BatchById(MethodView):
     @blp.response(200, BatchSchema)
     def get(self, project_id: int, batch_id: int) -> Batch:
         """A batch with its progress and import report"""
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         batch = db().get(Batch, batch_id)
         if batch is None or batch.project_id != project.id:
             abort(404, message=f"No batch {batch_id} in project {project_id}.")

@@ -6,6 +6,7 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from microtasks.models import BatchKind
+from web.api.schemas import UtcDateTime
 
 
 class BatchSchema(Schema):
@@ -22,8 +23,8 @@ class BatchSchema(Schema):
     imported = fields.Integer(metadata={"description": "Units created (they appear all at once when done)."})
     rejected = fields.List(fields.Dict(), metadata={"description": "Files not imported: {name, reason} each."})
     error = fields.String(allow_none=True, metadata={"description": "Why the batch as a whole failed."})
-    created_at = fields.DateTime()
-    finished_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    finished_at = UtcDateTime(allow_none=True)
 
 
 class UploadSchema(Schema):

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, current_app, g, send_file, stream_with_context
+from flask import Response, current_app, send_file, stream_with_context
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from microtasks import exporting
 from microtasks.models import Export, ExportState, Project
-from microtasks.projects import get_project
 from web.api.exports.schemas import ExportRequestSchema, ExportSchema, StreamArgsSchema
-from web.auth import owner_required
+from web.auth import owned_project, owner_required
 from web.extensions import db, state
 from workers.exports import enqueue_export, exports_dir
 
@@ -26,7 +25,7 @@ LIST_LIMIT = 100
 
 def _export(project_id: int, export_id: int) -> Export:
     """One of the owner's exports, or 404 (also when the project is another owner's)."""
-    project = get_project(db(), project_id, g.owner)
+    project = owned_project(project_id)
     export = db().get(Export, export_id)
     if export is None or export.project_id != project.id:
         abort(404, message=f"No export {export_id} in project {project_id}.")
@@ -46,7 +45,7 @@ class ExportStream(MethodView):
         For large projects, Parquet, GeoJSON or COCO, and a provenance file beside the data,
         start an export instead (``POST .../exports``).
         """
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         kind, fmt = args["kind"], args["format"]
         exporting.validate(project, kind, fmt, exporting.STREAM_FORMATS)
         sessions = state().sessions
@@ -69,7 +68,7 @@ class Exports(MethodView):
     @blp.response(200, ExportSchema(many=True))
     def get(self, project_id: int) -> list[Export]:
         """The project's exports, newest first (the latest 100)"""
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         return list(db().scalars(select(Export).where(Export.project_id == project.id)
                                  .order_by(Export.id.desc()).limit(LIST_LIMIT)))
 
@@ -83,7 +82,7 @@ class Exports(MethodView):
         ``download_url`` gives the ZIP. GeoJSON and COCO are for the marks of a marking
         project (consensus or answers); any other combination is a 422.
         """
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         exporting.validate(project, args["kind"], args["format"], exporting.ARCHIVE_FORMATS)
         export = Export(project_id=project.id, kind=args["kind"], format=args["format"], state=ExportState.pending)
         db().add(export)

@@ -7,6 +7,7 @@ from marshmallow import Schema, fields, validate
 
 from microtasks.exporting import ARCHIVE_FORMATS, KINDS, STREAM_FORMATS
 from microtasks.models import Export, ExportState
+from web.api.schemas import UtcDateTime
 
 _KIND = ("What to export: consensus results (with confidence and agreement), raw answers, volunteer "
          "reliability (pseudonymous ids) or gold performance.")
@@ -49,7 +50,7 @@ class ExportSchema(Schema):
         "description": "Once done: algorithms and parameters, code version, time, counts and columns (also "
                        "provenance.json in the ZIP)."})
     error = fields.String(dump_only=True, allow_none=True)
-    created_at = fields.DateTime(dump_only=True)
-    finished_at = fields.DateTime(dump_only=True, allow_none=True)
+    created_at = UtcDateTime(dump_only=True)
+    finished_at = UtcDateTime(dump_only=True, allow_none=True)
     download_url = fields.Function(_download_url, dump_only=True, allow_none=True,
                                    metadata={"description": "The ZIP, once done."})

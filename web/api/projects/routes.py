@@ -13,7 +13,7 @@ from microtasks.errors import ValidationError
 from microtasks.importing import store_image
 from microtasks.models import Project, Quarantine, Volunteer
 from microtasks.quarantine import release
-from microtasks.projects import SERVING, create_project, get_project, progress, update_project
+from microtasks.projects import SERVING, create_project, progress, update_project
 from web.api.projects.schemas import (
     ImageUploadSchema,
     ProjectSchema,
@@ -21,7 +21,7 @@ from web.api.projects.schemas import (
     QuarantineSchema,
     StoredImageSchema,
 )
-from web.auth import owner_required
+from web.auth import owned_project, owner_required
 from web.extensions import db, state
 
 blp = Blueprint("projects", __name__, url_prefix="/projects", description="Projects (owners).")
@@ -61,7 +61,7 @@ class ProjectById(MethodView):
     @blp.response(200, ProjectSchema)
     def get(self, project_id: int) -> Project:
         """One of your projects with its progress"""
-        return _with_progress(get_project(db(), project_id, g.owner))
+        return _with_progress(owned_project(project_id))
 
     @blp.doc(security=[{"ApiKey": []}])
     @blp.arguments(ProjectUpdateSchema)
@@ -73,7 +73,7 @@ class ProjectById(MethodView):
         project has answers (409). A new redundancy applies at once to every unit
         without its own.
         """
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         changes.pop("slug", None)
         changed = update_project(db(), project, changes)
         db().commit()
@@ -95,7 +95,7 @@ class ProjectImages(MethodView):
         The image is checked, turned upright and stripped of its metadata like a
         unit's; use the returned ``media`` as an entry's ``image``.
         """
-        get_project(db(), project_id, g.owner)
+        owned_project(project_id)
         try:
             stored = store_image(files["file"].read(), state().settings.media_dir)
         except ValueError as error:
@@ -112,7 +112,7 @@ class QuarantineList(MethodView):
     @blp.response(200, QuarantineSchema(many=True))
     def get(self, project_id: int) -> list[dict[str, Any]]:
         """Volunteers whose answers do not count, with the reason (newest first)"""
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         rows = db().execute(select(Quarantine, Volunteer.public_id).join(Volunteer, Volunteer.id == Quarantine.volunteer_id)
                             .where(Quarantine.project_id == project.id).order_by(Quarantine.id.desc())).all()
         return [{"volunteer": public_id, "reason": entry.reason, "created_at": entry.created_at,
@@ -127,7 +127,7 @@ class QuarantineRelease(MethodView):
     @blp.response(200, QuarantineSchema)
     def post(self, project_id: int, volunteer: str) -> dict[str, Any]:
         """Release a volunteer: their later answers count again"""
-        project = get_project(db(), project_id, g.owner)
+        project = owned_project(project_id)
         entry = release(db(), project.id, volunteer)
         db().commit()
         return {"volunteer": volunteer, "reason": entry.reason, "created_at": entry.created_at,

@@ -6,6 +6,7 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, fields, validate
 
 from microtasks.models import MarkingTool, Strategy, TaskType
+from web.api.schemas import UtcDateTime
 
 
 class ProgressSchema(Schema):
@@ -90,11 +91,12 @@ class ProjectSchema(Schema):
                          metadata={"description": "Topics volunteers can find the project by."})
     webhook_url = fields.Url(load_default=None, allow_none=True, schemes={"http", "https"}, require_tld=False,
                              metadata={"description": "Receives unit.retired and project.completed events."})
-    webhook_secret = fields.String(dump_only=True, metadata={
-        "description": "Key of the HMAC-SHA256 signature in each webhook's X-Microtasks-Signature header."})
+    webhook_secret = fields.String(dump_only=True, allow_none=True, metadata={
+        "description": "Key of the HMAC-SHA256 signature in each webhook's X-Microtasks-Signature header "
+                       "(null without a webhook_url)."})
     published = fields.Boolean(load_default=False, metadata={
         "description": "Volunteers are served only once the project is published (preview the first units first)."})
-    created_at = fields.DateTime(dump_only=True)
+    created_at = UtcDateTime(dump_only=True)
     progress = fields.Nested(ProgressSchema, dump_only=True)
 
 
@@ -109,8 +111,8 @@ class ProjectUpdateSchema(ProjectSchema):
 class QuarantineSchema(Schema):
     volunteer = fields.String(metadata={"description": "The volunteer's pseudonymous id."})
     reason = fields.String()
-    created_at = fields.DateTime()
-    released_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    released_at = UtcDateTime(allow_none=True)
 
 
 class ImageUploadSchema(Schema):

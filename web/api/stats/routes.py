@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import g
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy import select
 
 from microtasks.models import Project
-from microtasks.projects import get_project
 from microtasks.stats import project_stats, public_summary
 from web.api.stats.schemas import ProjectStatsSchema, PublicSummarySchema
-from web.auth import owner_required
+from web.auth import owned_project, owner_required
 from web.extensions import db, state
 
 #: Seconds a public summary is kept in Redis: a public page must not cost a pass over all answers per visit.
@@ -50,7 +48,7 @@ class Stats(MethodView):
 
         Per-hour series cover the last 48 UTC hours, oldest first. Another owner's project is a 404.
         """
-        return project_stats(db(), get_project(db(), project_id, g.owner))
+        return project_stats(db(), owned_project(project_id))
 
 
 @blp.route("/<slug>/summary")

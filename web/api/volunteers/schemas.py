@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from microtasks.serving import MAX_BATCH
+from web.api.schemas import UtcDateTime, row_id
 
 
 class HealthSchema(Schema):
@@ -28,7 +29,7 @@ class ServedUnitSchema(Schema):
     thumbnail_url = fields.String(metadata={"description": "A small copy (256 px), for a low-data setting."})
     width = fields.Integer()
     height = fields.Integer()
-    lease_expires_at = fields.DateTime()
+    lease_expires_at = UtcDateTime()
 
 
 class NextUnitSchema(Schema):
@@ -36,7 +37,7 @@ class NextUnitSchema(Schema):
                          metadata={"description": "The first unit; null when nothing is left for this volunteer."})
     units = fields.List(fields.Nested(ServedUnitSchema), metadata={
         "description": "Every unit leased by this call (your unanswered live leases first)."})
-    lease_expires_at = fields.DateTime(allow_none=True)
+    lease_expires_at = UtcDateTime(allow_none=True)
     message = fields.String(allow_none=True)
 
 
@@ -49,7 +50,7 @@ class AnswerInSchema(Schema):
 
 
 class BatchAnswerInSchema(AnswerInSchema):
-    unit_id = fields.Integer(required=True)
+    unit_id = row_id(required=True)
 
 
 class AnswerBatchInSchema(Schema):
@@ -129,7 +130,7 @@ class ProjectActivitySchema(Schema):
 class VolunteerSummarySchema(Schema):
     id = fields.String(metadata={"description": "The volunteer's pseudonymous id."})
     username = fields.String(allow_none=True, metadata={"description": "Null for an anonymous volunteer."})
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
     answers = fields.Integer()
     gold_passed = fields.Integer()
     projects = fields.List(fields.Nested(ProjectActivitySchema))
@@ -146,7 +147,7 @@ class VolunteerRecordSchema(Schema):
 
     id = fields.String(attribute="public_id")
     username = fields.String(allow_none=True)
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 class AnswerRecordSchema(Schema):
@@ -157,21 +158,21 @@ class AnswerRecordSchema(Schema):
     duration_ms = fields.Integer(allow_none=True)
     counted = fields.Boolean()
     gold_score = fields.Float(allow_none=True)
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 class AssignmentRecordSchema(Schema):
     project_id = fields.Integer()
     unit_id = fields.Integer()
-    served_at = fields.DateTime()
-    expires_at = fields.DateTime()
+    served_at = UtcDateTime()
+    expires_at = UtcDateTime()
 
 
 class QuarantineRecordSchema(Schema):
     project_id = fields.Integer()
     reason = fields.String()
-    created_at = fields.DateTime()
-    released_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    released_at = UtcDateTime(allow_none=True)
 
 
 class ReliabilityRecordSchema(Schema):
