@@ -27,6 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import aiohttp
 import redis
@@ -212,13 +213,17 @@ async def volunteer(session: aiohttp.ClientSession, base: str, project_id: int, 
 
 
 async def crowd(base: str, project_id: int, volunteers: int, batch: int, think: float, seconds: float,
-                stats: Stats) -> tuple[float, float]:
-    """Run the crowd; returns the whole run's length and the start of its steady part (all volunteers in)."""
+                stats: Stats, behaviour: Callable[..., Awaitable[None]] = volunteer) -> tuple[float, float]:
+    """Run the crowd; returns the whole run's length and the start of its steady part (all volunteers in).
+
+    ``behaviour`` is one volunteer's loop, called as :func:`volunteer` is (benchmarks/faults.py
+    gives one that keeps its answers until they are acknowledged).
+    """
     rng = random.Random(1)
     start = time.perf_counter()
     deadline = start + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=volunteers)) as session:
-        await asyncio.gather(*(volunteer(session, base, project_id, batch, think, deadline, stats,
+        await asyncio.gather(*(behaviour(session, base, project_id, batch, think, deadline, stats,
                                          random.Random(rng.random())) for _ in range(volunteers)))
     return time.perf_counter() - start, start + 2 * batch * think
 

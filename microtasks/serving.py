@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session
 
+from microtasks.db import upsertable_insert
 from microtasks.errors import Conflict, NotFound
 from microtasks.models import Answer, Assignment, Project, Unit, UnitState
 from microtasks.quarantine import start_qualifying
@@ -159,10 +160,11 @@ return out
 """ % {"reclaim": RECLAIM_LIMIT, "scan": SCAN_LIMIT}
 
 #: ARGV: prefix, unit, volunteer, counted answers (or -1 when the answer was not counted), retired (0/1).
+#: Returns 1, or 0 when the project is not loaded, or -1 while it is being loaded (try again once it is).
 ANSWER_SCRIPT = _SCORE + """
 local p, uid, vid = ARGV[1], ARGV[2], ARGV[3]
 local strategy = redis.call('HGET', p .. 'cfg', 'strategy')
-if strategy == false then return 0 end
+if strategy == false then return redis.call('EXISTS', p .. 'loading') == 1 and -1 or 0 end
 local u = p .. 'u:' .. uid
 redis.call('ZREM', p .. 'held:' .. vid, uid)
 if redis.call('ZREM', p .. 'leases', uid .. ':' .. vid) == 1 then redis.call('HINCRBY', u, 'leased', -1) end
@@ -175,11 +177,12 @@ refresh(p, strategy, uid)
 return 1
 """
 
-#: ARGV: prefix, unit, need, retired (0/1). Changes a unit's need (adaptive redundancy).
+#: ARGV: prefix, unit, need, retired (0/1). Changes a unit's need (adaptive redundancy). Returns as ANSWER_SCRIPT.
 NEED_SCRIPT = _SCORE + """
 local p, uid = ARGV[1], ARGV[2]
 local strategy = redis.call('HGET', p .. 'cfg', 'strategy')
-if strategy == false or redis.call('EXISTS', p .. 'u:' .. uid) == 0 then return 0 end
+if strategy == false then return redis.call('EXISTS', p .. 'loading') == 1 and -1 or 0 end
+if redis.call('EXISTS', p .. 'u:' .. uid) == 0 then return 0 end
 redis.call('HSET', p .. 'u:' .. uid, 'need', ARGV[3], 'retired', ARGV[4])
 refresh(p, strategy, uid)
 return 1
@@ -252,18 +255,16 @@ class Dispatcher:
             flat = self._next(args=args)
             if flat == -1:
                 raise RuntimeError(f"project {project.id} could not be loaded into Redis")
-        leases, fresh = [], []
-        for i in range(0, len(flat), 7):
-            lease = Lease(int(flat[i]), datetime.fromtimestamp(float(flat[i + 1]), timezone.utc), flat[i + 2] == 1,
-                          flat[i + 4].decode(), int(flat[i + 5]), int(flat[i + 6]))
-            leases.append(lease)
-            if flat[i + 3]:
-                fresh.append(lease)
-        if fresh:
+        leases = [Lease(int(flat[i]), datetime.fromtimestamp(float(flat[i + 1]), timezone.utc), flat[i + 2] == 1,
+                        flat[i + 4].decode(), int(flat[i + 5]), int(flat[i + 6])) for i in range(0, len(flat), 7)]
+        if leases:
+            # Live leases given again are written too (a row that exists is left as it is): the
+            # first serving's commit may have failed after the script ran (the database went
+            # away, the process was killed), and answers are taken only for served units.
             served_at = datetime.fromtimestamp(now, timezone.utc)
-            session.execute(Assignment.__table__.insert(), [
+            session.execute(upsertable_insert(session, Assignment.__table__).on_conflict_do_nothing(), [
                 {"unit_id": lease.unit_id, "volunteer_id": volunteer_id, "expires_at": lease.expires_at,
-                 "served_at": served_at} for lease in fresh])
+                 "served_at": served_at} for lease in leases])
             if 2 in flat[3::7]:  # the volunteer's first serving in a project with a qualification
                 start_qualifying(session, project_id, volunteer_id)
         return leases
@@ -272,17 +273,34 @@ class Dispatcher:
         """Update the cache after answers were committed: their leases end; full units leave ``avail``.
 
         Each answer is ``(project, unit, volunteer, counted answers or None, retired)``; one
-        round trip serves them all.
+        round trip serves them all. While a project is being rebuilt, which may have read the
+        database before these answers were committed, they wait for it and are applied after.
         """
-        pipe = self.redis.pipeline(transaction=False)
-        for project_id, unit_id, volunteer_id, counted, retired in answers:
-            self._answer(args=[prefix(project_id), unit_id, volunteer_id, -1 if counted is None else counted,
-                               1 if retired else 0], client=pipe)
-        pipe.execute()
+        for attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for project_id, unit_id, volunteer_id, counted, retired in answers:
+                self._answer(args=[prefix(project_id), unit_id, volunteer_id, -1 if counted is None else counted,
+                                   1 if retired else 0], client=pipe)
+            answers = [a for a, done in zip(answers, pipe.execute()) if done == -1]
+            if not answers or attempt:
+                return
+            self._wait_loaded({a[0] for a in answers})
 
     def set_need(self, project_id: int, unit_id: int, need: int, retired: bool) -> None:
         """Update the cache after a unit's need changed (a unit asked for more answers, or retired early)."""
-        self._need(args=[prefix(project_id), unit_id, need, 1 if retired else 0])
+        args = [prefix(project_id), unit_id, need, 1 if retired else 0]
+        if self._need(args=args) == -1:
+            self._wait_loaded({project_id})
+            self._need(args=args)
+
+    def _wait_loaded(self, project_ids: set[int], wait: float = 10.0) -> None:
+        """Wait until the projects being rebuilt are loaded (or their rebuild gave up)."""
+        deadline = time.monotonic() + wait
+        for project_id in project_ids:
+            p = prefix(project_id)
+            while self.redis.exists(p + "loading") and not self.redis.exists(p + "cfg") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
 
     def invalidate(self, project_id: int) -> None:
         """Drop a project's serving settings, so the next call rebuilds it (new units, new settings)."""

@@ -174,3 +174,31 @@ def test_a_tile_whose_consensus_stops_changing_retires(client, make_project, new
     unit = session.scalars(select(Unit)).one()
     assert result.confidence < 1.0 and len(result.result["marks"]) == 1
     assert (unit.state, unit.answer_count) == (UnitState.retired, 4)  # the 4th answer changed nothing
+
+
+def test_one_drain_job_computes_every_unit_that_became_due(client, make_project, new_volunteer, run_jobs, session,
+                                                           redis_db):
+    """Units completed by many answers wait together, and one job (not one per unit) decides them all."""
+    from workers.connection import queue
+
+    project = make_project({**TAGGING, "redundancy": 1}, n=6)
+    for _ in range(6):
+        serve_and_answer(client, project, new_volunteer(), "cat")
+    consensus = queue(redis_db, "consensus")
+    assert len(consensus.job_ids) == 1
+    run_jobs()
+    assert session.scalar(select(func.count()).select_from(ConsensusResult)) == 6
+    assert [job_id.startswith("consensus-drain-") for job_id in consensus.finished_job_registry.get_job_ids()] == [True]
+
+
+def test_a_unit_due_after_a_drain_took_the_last_ones_queues_the_next_drain(redis_db, run_jobs):
+    """The drain job lets go of its flag before it takes units: a unit added later always gets a new job."""
+    from workers.connection import DUE_KEY, enqueue_consensus, queue
+
+    enqueue_consensus(redis_db, [(10**6, 1)])  # a unit that does not exist: the drain skips it
+    enqueue_consensus(redis_db, [(10**6 + 1, 1)])  # a drain job is queued already: no second one
+    assert queue(redis_db, "consensus").count == 1
+    run_jobs()
+    assert redis_db.scard(DUE_KEY) == 0
+    enqueue_consensus(redis_db, [(10**6 + 2, 1)])
+    assert queue(redis_db, "consensus").count == 1

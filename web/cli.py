@@ -254,16 +254,11 @@ def refit(slug: str) -> None:
 @cli.command(help="Run an RQ worker for the consensus and import queues.")
 @click.option("--burst", is_flag=True, help="Stop when the queues are empty.")
 def worker(burst: bool) -> None:
-    from rq import Worker
-    from rq.serializers import JSONSerializer
-
     import workers.jobs  # noqa: F401  loaded once here, so each forked job starts warm
-    from workers.connection import QUEUES, connect
+    from workers.connection import connect
+    from workers.worker import work
 
-    settings = _settings()
-    connection = connect(settings)
-    Worker(list(QUEUES), connection=connection, serializer=JSONSerializer).work(
-        burst=burst, with_scheduler=True, logging_level="WARNING")
+    work(connect(_settings()), burst=burst)
 
 
 def _start_embedded_redis(settings: Settings) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import redis
@@ -57,18 +58,45 @@ def enqueue_unique(connection: "redis.Redis", queue_name: str, func: str, job_id
     return job_id
 
 
-def enqueue_consensus(connection: "redis.Redis", completed: list[tuple[int, int]]) -> list[str]:
-    """Queue consensus for units that just got their answers, ``(unit, counted answers)`` each, in one round trip.
+#: Units whose consensus is due, as ``unit:answers`` members, waiting for :func:`workers.jobs.drain_consensus`.
+DUE_KEY = "mt:consensus:due"
+#: Set while a drain job is queued and has not started: who sets it queues the next one.
+DRAIN_FLAG = "mt:consensus:drain-queued"
+#: The flag expires, so that units never wait long for a drain job that was killed before it began.
+DRAIN_FLAG_SECONDS = 30
 
-    The job id is ``consensus-<unit>-<answers>``. Only one answer can bring a unit to a
-    given count (the database counts), so no two requests queue the same id; a job run
-    twice anyway writes the same upsert.
+
+def enqueue_consensus(connection: "redis.Redis", completed: list[tuple[int, int]]) -> int:
+    """Queue consensus for units that just got their answers, ``(unit, counted answers)`` each.
+
+    The units join a Redis set, and one drain job at a time is queued for all that wait:
+    one forked job per unit cannot keep up with hundreds of answers a second on a few
+    cores, while one job computes a hundred units in one session. The drain job clears the
+    flag before it takes units, so a unit added after it took the last ones queues the
+    next job: no unit waits for a job that will not come. A unit computed twice writes the
+    same upsert. Returns how many units were added.
     """
-    consensus = queue(connection, "consensus")
-    jobs = [Queue.prepare_data("workers.jobs.compute_consensus", (unit_id,), job_id=f"consensus-{unit_id}-{count}",
-                               retry=Retry(max=3, interval=[10, 60, 300]), result_ttl=3600, failure_ttl=7 * 86400)
-            for unit_id, count in completed]
-    return [job.id for job in consensus.enqueue_many(jobs)] if jobs else []
+    if not completed:
+        return 0
+    pipe = connection.pipeline(transaction=False)
+    pipe.sadd(DUE_KEY, *[f"{unit_id}:{count}" for unit_id, count in completed])
+    pipe.set(DRAIN_FLAG, 1, nx=True, ex=DRAIN_FLAG_SECONDS)
+    added, flagged = pipe.execute()
+    if flagged:
+        _enqueue_drain(connection)
+    return int(added)
+
+
+def hand_over_drain(connection: "redis.Redis") -> None:
+    """Queue another drain job if units are waiting and none is queued (a drain job that stops early, the sweep)."""
+    if connection.scard(DUE_KEY) and connection.set(DRAIN_FLAG, 1, nx=True, ex=DRAIN_FLAG_SECONDS):
+        _enqueue_drain(connection)
+
+
+def _enqueue_drain(connection: "redis.Redis") -> None:
+    queue(connection, "consensus").enqueue(
+        "workers.jobs.drain_consensus", job_id=f"consensus-drain-{uuid.uuid4().hex[:16]}",
+        retry=Retry(max=3, interval=[10, 60, 300]), result_ttl=600, failure_ttl=7 * 86400)
 
 
 def enqueue_refit(connection: "redis.Redis", project_id: int, n_answers: int) -> str:

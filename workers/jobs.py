@@ -6,21 +6,23 @@ registry; a job run twice writes the same result (results are upserts keyed by u
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from rq import get_current_job
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from microtasks import importing, results, webhooks
 from microtasks.answers import unit_need
 from microtasks.config import Settings
 from microtasks.db import session_factory
-from microtasks.errors import ValidationError
-from microtasks.models import Batch, BatchState, Unit, utcnow
+from microtasks.errors import NotFound, ValidationError
+from microtasks.models import Batch, BatchState, ConsensusResult, Project, Unit, UnitState, utcnow
 from microtasks.serving import Dispatcher, change_need
-from workers.connection import connect, enqueue_refit
+from workers.connection import DRAIN_FLAG, DUE_KEY, connect, enqueue_consensus, enqueue_refit, hand_over_drain
 from workers.webhooks import enqueue_deliveries
 
 
@@ -36,27 +38,96 @@ def _job_id() -> str | None:
     return job.id if job else None
 
 
-def compute_consensus(unit_id: int) -> dict:
-    """Aggregate a unit's answers and upsert its result; adaptive redundancy may retire it or ask for more."""
+#: Units a drain job takes from the set at a time, and at most in all before it hands over to a new job.
+DRAIN_CHUNK = 200
+DRAIN_MOST = 2000
+
+
+def drain_consensus() -> dict:
+    """Compute consensus for the units waiting in the due set (:func:`workers.connection.enqueue_consensus`).
+
+    Each unit's answers are aggregated and its result upserted; adaptive redundancy may
+    retire it or ask for more. A chunk is committed at once, then the serving cache, the
+    webhooks and the projects' refits follow. A chunk that fails goes back into the set
+    before the job fails (RQ retries it); units a killed job had taken are found by the
+    sweep. After :data:`DRAIN_MOST` units a new job takes over, so that one job never
+    holds a worker for long.
+    """
     with job_session() as (settings, session):
-        result, stable = results.compute_consensus(session, unit_id, job_id=_job_id())
-        unit = session.get(Unit, unit_id)
-        project = unit.project
-        need = results.adaptive_need(unit.answer_count, unit_need(project, unit),
-                                     project.min_redundancy or project.redundancy, project.max_redundancy,
-                                     project.confidence_threshold, result.confidence, stable)
-        changed = change_need(session, unit_id, need) if need is not None else None
-        deliveries = webhooks.after_consensus(session, unit_id)
-        session.commit()
         connection = connect(settings)
-        if changed is not None:
-            Dispatcher(connection).set_need(*changed)
-        enqueue_deliveries(connection, deliveries)
-        due = results.refit_due(session, project)
-        if due is not None:
-            enqueue_refit(connection, project.id, due)
-        return {"unit_id": unit_id, "confidence": result.confidence, "n_answers": result.n_answers,
-                "need": changed[2] if changed else None}
+        connection.delete(DRAIN_FLAG)  # first: a unit added from now on queues the next drain job
+        done, projects = 0, set()
+        while done < DRAIN_MOST:
+            members = connection.spop(DUE_KEY, DRAIN_CHUNK)
+            if not members:
+                break
+            try:
+                changed, deliveries = [], []
+                for unit_id in sorted({int(member.split(b":")[0]) for member in members}):
+                    outcome = _consensus(session, unit_id)
+                    if outcome is not None:
+                        projects.add(outcome[0])
+                        changed += outcome[1]
+                        deliveries += outcome[2]
+                session.commit()
+            except BaseException:
+                session.rollback()
+                connection.sadd(DUE_KEY, *members)
+                raise
+            dispatcher = Dispatcher(connection)
+            for change in changed:
+                dispatcher.set_need(*change)
+            enqueue_deliveries(connection, deliveries)
+            done += len(members)
+        if done >= DRAIN_MOST:
+            hand_over_drain(connection)
+        for project_id in projects:
+            project = session.get(Project, project_id)
+            due = results.refit_due(session, project)
+            if due is not None:
+                enqueue_refit(connection, project_id, due)
+        return {"units": done, "projects": sorted(projects)}
+
+
+def _consensus(session: Session, unit_id: int) -> tuple[int, list[tuple], list] | None:
+    """One unit's consensus, uncommitted: (its project, need changes, webhook deliveries); None when it has none."""
+    try:
+        result, stable = results.compute_consensus(session, unit_id, job_id=_job_id())
+    except NotFound:  # deleted, or no counted answer left (a quarantine): nothing to decide
+        return None
+    unit = session.get(Unit, unit_id)
+    project = unit.project
+    need = results.adaptive_need(unit.answer_count, unit_need(project, unit),
+                                 project.min_redundancy or project.redundancy, project.max_redundancy,
+                                 project.confidence_threshold, result.confidence, stable)
+    changed = change_need(session, unit_id, need) if need is not None else None
+    return project.id, [changed] if changed is not None else [], webhooks.after_consensus(session, unit_id)
+
+
+def sweep_consensus() -> dict:
+    """Queue consensus again for units that have all their answers but no consensus over them.
+
+    Their place in the due set was lost: Redis restarted without its data, or went away
+    between the answer's commit and the queueing, or the drain job that had taken them was
+    killed. Units still waiting in the set are left to the drain job. Queued by each
+    worker's maintenance round (:mod:`workers.worker`).
+    """
+    with job_session() as (settings, session):
+        due = session.execute(
+            select(Unit.id, Unit.answer_count).outerjoin(ConsensusResult, ConsensusResult.unit_id == Unit.id)
+            .where(Unit.state == UnitState.retired, Unit.gold.is_(None), Unit.answer_count > 0,
+                   or_(ConsensusResult.id.is_(None), ConsensusResult.n_answers != Unit.answer_count))).all()
+    connection = connect(settings)
+    lost = []
+    for start in range(0, len(due), 5000):
+        chunk = due[start:start + 5000]
+        waiting = connection.smismember(DUE_KEY, [f"{unit_id}:{count}" for unit_id, count in chunk])
+        lost += [(unit_id, count) for (unit_id, count), known in zip(chunk, waiting) if not known]
+    queued = enqueue_consensus(connection, lost)
+    hand_over_drain(connection)  # units waiting for a drain job whose flag outlived it
+    if queued:
+        logging.getLogger(__name__).warning("queued consensus again for %d units whose job was lost", queued)
+    return {"units without consensus": len(due), "queued again": queued}
 
 
 def refit_project(project_id: int) -> dict:

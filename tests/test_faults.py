@@ -1,0 +1,109 @@
+"""Failures of the services around the app: an unreachable database or Redis, lost jobs, interrupted requests.
+
+Each test checks one behaviour the fault suite (benchmarks/faults.py) relies on, cheaply,
+on the real services; the suite itself kills and restarts them under load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+import uuid
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from sqlalchemy import select
+
+from microtasks.answers import submit_answer
+from microtasks.models import ConsensusResult
+from microtasks.serving import prefix
+from tests.test_serving import answer, dispatcher, lease, project_with, volunteers  # noqa: F401  (fixtures too)
+from workers.connection import queue
+from workers.worker import Worker, enqueue_sweep
+
+
+def closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def assert_unavailable(response) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    body = response.get_json()
+    assert (body["code"], body["status"]) == (503, "Service Unavailable")
+
+
+def test_the_api_answers_503_with_retry_after_when_the_database_is_unreachable(settings, redis_db):
+    """With the database down, a call that needs it gets 503, a Retry-After and the API's JSON error."""
+    from web import create_app
+
+    down = dataclasses.replace(settings, database_url=f"postgresql+psycopg://nobody@127.0.0.1:{closed_port()}/none")
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SETTINGS": down, "REDIS": redis_db})
+    assert_unavailable(app.test_client().post("/api/v1/volunteers"))
+
+
+def test_the_api_answers_503_with_retry_after_when_redis_is_unreachable(settings):
+    """With Redis down, the health check (and every rate-limited call) gets 503 and a Retry-After."""
+    from web import create_app
+
+    gone = redis.Redis(host="127.0.0.1", port=closed_port(), retry=Retry(NoBackoff(), 0))  # fail at once
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "SETTINGS": settings, "REDIS": gone})
+    client = app.test_client()
+    assert_unavailable(client.get("/api/v1/health"))
+    assert_unavailable(client.post("/api/v1/volunteers"))
+
+
+def test_a_unit_whose_serving_was_not_committed_can_still_be_answered(session_maker, dispatcher, project_with):
+    """A lease whose transaction failed after Redis recorded it is given again, and its answer is taken."""
+    project_id = project_with(n=2)
+    (volunteer_id,) = volunteers(session_maker, 1)
+    with session_maker() as session:
+        (lost,) = dispatcher.lease(session, project_id, volunteer_id)
+        session.rollback()  # the database went away before the commit
+    assert lease(session_maker, dispatcher, project_id, volunteer_id) == [lost.unit_id]
+    with session_maker() as session:
+        assert submit_answer(session, volunteer_id, lost.unit_id, str(uuid.uuid4()), {"label": "cat"}).created
+
+
+def test_an_answer_committed_during_a_rebuild_is_not_served_again(session_maker, dispatcher, project_with, redis_db):
+    """An answer whose cache update arrives while its project is rebuilt is applied once the rebuild is done."""
+    project_id = project_with(n=2)
+    (volunteer_id,) = volunteers(session_maker, 1)
+    (unit_id,) = lease(session_maker, dispatcher, project_id, volunteer_id)
+    # A rebuild in progress, which read the database before the answer: it will write the lease back.
+    p = prefix(project_id)
+    redis_db.set(p + "loading", "1", ex=60)
+    redis_db.rename(p + "cfg", p + "cfg-rebuilding")
+    answering = threading.Thread(target=answer, args=(session_maker, dispatcher, project_id, volunteer_id, unit_id))
+    answering.start()
+    time.sleep(0.3)
+    redis_db.rename(p + "cfg-rebuilding", p + "cfg")
+    redis_db.delete(p + "loading")
+    answering.join(10)
+    assert unit_id not in lease(session_maker, dispatcher, project_id, volunteer_id, count=2)
+
+
+def test_the_sweep_queues_consensus_lost_with_redis(session_maker, dispatcher, project_with, redis_db, run_jobs,
+                                                     session):
+    """A unit that got all its answers while its consensus job was lost (Redis restarted) gets its consensus."""
+    project_id = project_with(n=1, redundancy=2)
+    for volunteer_id in volunteers(session_maker, 2):
+        (unit_id,) = lease(session_maker, dispatcher, project_id, volunteer_id)
+        answer(session_maker, dispatcher, project_id, volunteer_id, unit_id)
+    redis_db.flushdb()  # the queued consensus job is lost
+    enqueue_sweep(redis_db)
+    run_jobs()
+    assert session.scalars(select(ConsensusResult.n_answers).where(ConsensusResult.unit_id == unit_id)).one() == 2
+
+
+def test_each_maintenance_round_of_a_worker_queues_the_sweep(redis_db):
+    """Workers queue the consensus sweep from their maintenance rounds, once however many workers there are."""
+    for _ in range(2):
+        Worker(["consensus"], connection=redis_db).run_maintenance_tasks()
+    assert queue(redis_db, "consensus").job_ids == ["sweep-consensus"]
