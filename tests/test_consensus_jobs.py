@@ -202,3 +202,19 @@ def test_a_unit_due_after_a_drain_took_the_last_ones_queues_the_next_drain(redis
     assert redis_db.scard(DUE_KEY) == 0
     enqueue_consensus(redis_db, [(10**6 + 2, 1)])
     assert queue(redis_db, "consensus").count == 1
+
+
+def test_a_unit_whose_consensus_fails_does_not_stop_the_others(client, make_project, new_volunteer, run_jobs, session,
+                                                              caplog):
+    """A unit that cannot be decided (here, an answer damaged in the database) is logged and left out; the units
+    drained with it are decided all the same, and the job itself succeeds."""
+    from sqlalchemy import update
+
+    project = make_project({**TAGGING, "redundancy": 1}, n=3)
+    units = [serve_and_answer(client, project, new_volunteer(), "cat")["id"] for _ in range(3)]
+    session.execute(update(Answer).where(Answer.unit_id == units[1]).values(payload={"damaged": True}))
+    session.commit()
+    run_jobs()  # fails the test if the job failed
+    decided = set(session.scalars(select(ConsensusResult.unit_id)))
+    assert decided == {units[0], units[2]}
+    assert f"consensus for unit {units[1]} failed" in caplog.text

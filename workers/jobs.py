@@ -11,8 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import redis
 from rq import get_current_job
 from sqlalchemy import or_, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from microtasks import importing, results, webhooks
@@ -48,10 +50,12 @@ def drain_consensus() -> dict:
 
     Each unit's answers are aggregated and its result upserted; adaptive redundancy may
     retire it or ask for more. A chunk is committed at once, then the serving cache, the
-    webhooks and the projects' refits follow. A chunk that fails goes back into the set
-    before the job fails (RQ retries it); units a killed job had taken are found by the
-    sweep. After :data:`DRAIN_MOST` units a new job takes over, so that one job never
-    holds a worker for long.
+    webhooks and the projects' refits follow. When the database or Redis cannot be
+    reached, the chunk goes back into the set and the job fails (RQ retries it); when a
+    unit fails otherwise, the chunk is decided again unit by unit and the failing unit is
+    logged and left out, so that one bad unit never stops the others. Units a killed job
+    had taken are found by the sweep. After :data:`DRAIN_MOST` units a new job takes
+    over, so that one job never holds a worker for long.
     """
     with job_session() as (settings, session):
         connection = connect(settings)
@@ -61,19 +65,29 @@ def drain_consensus() -> dict:
             members = connection.spop(DUE_KEY, DRAIN_CHUNK)
             if not members:
                 break
+            units = sorted({int(member.split(b":")[0]) for member in members})
             try:
-                changed, deliveries = [], []
-                for unit_id in sorted({int(member.split(b":")[0]) for member in members}):
-                    outcome = _consensus(session, unit_id)
-                    if outcome is not None:
-                        projects.add(outcome[0])
-                        changed += outcome[1]
-                        deliveries += outcome[2]
-                session.commit()
-            except BaseException:
+                changed, deliveries = _decide(session, units, projects)
+            except (OperationalError, redis.RedisError):
                 session.rollback()
                 connection.sadd(DUE_KEY, *members)
                 raise
+            except Exception:
+                session.rollback()
+                changed, deliveries = [], []
+                for unit_id in units:
+                    try:
+                        one = _decide(session, [unit_id], projects)
+                    except (OperationalError, redis.RedisError):
+                        session.rollback()
+                        connection.sadd(DUE_KEY, *members)
+                        raise
+                    except Exception:
+                        session.rollback()
+                        logging.getLogger(__name__).exception("consensus for unit %d failed; left out", unit_id)
+                        continue
+                    changed += one[0]
+                    deliveries += one[1]
             dispatcher = Dispatcher(connection)
             for change in changed:
                 dispatcher.set_need(*change)
@@ -87,6 +101,19 @@ def drain_consensus() -> dict:
             if due is not None:
                 enqueue_refit(connection, project_id, due)
         return {"units": done, "projects": sorted(projects)}
+
+
+def _decide(session: Session, unit_ids: list[int], projects: set[int]) -> tuple[list[tuple], list]:
+    """Decide units and commit: their need changes and webhook deliveries; their projects join ``projects``."""
+    changed, deliveries = [], []
+    for unit_id in unit_ids:
+        outcome = _consensus(session, unit_id)
+        if outcome is not None:
+            projects.add(outcome[0])
+            changed += outcome[1]
+            deliveries += outcome[2]
+    session.commit()
+    return changed, deliveries
 
 
 def _consensus(session: Session, unit_id: int) -> tuple[int, list[tuple], list] | None:
