@@ -67,27 +67,17 @@ def drain_consensus() -> dict:
                 break
             units = sorted({int(member.split(b":")[0]) for member in members})
             try:
-                changed, deliveries = _decide(session, units, projects)
-            except (OperationalError, redis.RedisError):
+                try:
+                    changed, deliveries = _decide(session, units, projects)
+                except UNREACHABLE:
+                    raise
+                except Exception:
+                    session.rollback()
+                    changed, deliveries = _decide_one_by_one(session, units, projects)
+            except UNREACHABLE:
                 session.rollback()
                 connection.sadd(DUE_KEY, *members)
                 raise
-            except Exception:
-                session.rollback()
-                changed, deliveries = [], []
-                for unit_id in units:
-                    try:
-                        one = _decide(session, [unit_id], projects)
-                    except (OperationalError, redis.RedisError):
-                        session.rollback()
-                        connection.sadd(DUE_KEY, *members)
-                        raise
-                    except Exception:
-                        session.rollback()
-                        logging.getLogger(__name__).exception("consensus for unit %d failed; left out", unit_id)
-                        continue
-                    changed += one[0]
-                    deliveries += one[1]
             dispatcher = Dispatcher(connection)
             for change in changed:
                 dispatcher.set_need(*change)
@@ -101,6 +91,27 @@ def drain_consensus() -> dict:
             if due is not None:
                 enqueue_refit(connection, project_id, due)
         return {"units": done, "projects": sorted(projects)}
+
+
+#: Failures that are not a unit's: the chunk waits in the set for the job's retry.
+UNREACHABLE = (OperationalError, redis.RedisError)
+
+
+def _decide_one_by_one(session: Session, unit_ids: list[int], projects: set[int]) -> tuple[list[tuple], list]:
+    """:func:`_decide` each unit on its own; a unit that fails (not for an unreachable service) is logged and left out."""
+    changed, deliveries = [], []
+    for unit_id in unit_ids:
+        try:
+            one = _decide(session, [unit_id], projects)
+        except UNREACHABLE:
+            raise
+        except Exception:
+            session.rollback()
+            logging.getLogger(__name__).exception("consensus for unit %d failed; left out", unit_id)
+            continue
+        changed += one[0]
+        deliveries += one[1]
+    return changed, deliveries
 
 
 def _decide(session: Session, unit_ids: list[int], projects: set[int]) -> tuple[list[tuple], list]:
