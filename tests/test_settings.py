@@ -168,12 +168,3 @@ def test_an_example_that_is_not_an_image_is_a_422(client, owner, make_project):
                         data={"file": (io.BytesIO(b"<html><script>alert(1)</script></html>"), "cat.jpg")},
                         content_type="multipart/form-data")
     assert reply.status_code == 422 and "cat.jpg" in reply.get_json()["message"]
-
-
-def test_an_example_image_with_another_form_field_is_a_422(client, owner, make_project):
-    """The image form holds the file alone: an unknown field is refused and named, and nothing is stored."""
-    project = make_project(TAGGING, n=1)
-    reply = client.post(f"/api/v1/projects/{project['id']}/images", headers=owner["headers"],
-                        data={"file": (io.BytesIO(png_bytes(30, 20)), "cat.png"), "caption": "a cat"},
-                        content_type="multipart/form-data")
-    assert reply.status_code == 422 and "'caption'" in reply.get_json()["message"]

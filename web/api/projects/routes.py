@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g, request, url_for
+from flask import g, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import select
@@ -96,9 +96,6 @@ class ProjectImages(MethodView):
         unit's; use the returned ``media`` as an entry's ``image``.
         """
         owned_project(project_id)
-        if request.form:  # the form holds the file alone (the files are checked by the schema)
-            raise ValidationError(f"Unknown form field {sorted(request.form)[0]!r}: send only 'file'.",
-                                  field=sorted(request.form)[0])
         try:
             stored = store_image(files["file"].read(), state().settings.media_dir)
         except ValueError as error:
