@@ -358,7 +358,7 @@ class Source:
         try:
             with self._zip.open(info) as handle:
                 data = handle.read(MAX_ENTRY_BYTES + 1)
-        except NotImplementedError as error:  # a RuntimeError too: caught first
+        except NotImplementedError as error:  # a subclass of RuntimeError: this clause comes first
             raise ValueError(f"unsupported compression ({error})") from None
         except RuntimeError as error:  # encrypted
             raise ValueError(f"cannot be read ({error})") from None
