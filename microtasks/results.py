@@ -30,47 +30,57 @@ from microtasks.models import (
 from microtasks.quarantine import Rules, quarantine, quarantined, suspects
 
 
-def aggregate_unit(project: Project, answers: list[tuple[Hashable, dict[str, Any]]],
-                   model: ReliabilityModel | None = None, fitted: str | None = None) -> dict[str, Any]:
-    """Consensus for one unit's ``(volunteer, payload)`` answers: result, confidence, algorithm, parameters.
+Answers = dict[int, list[tuple[Hashable, dict[str, Any]]]]
 
-    For single-label tagging with a fitted ``model`` (named ``fitted``), the unit's posterior
+
+def aggregate_units(project: Project, answers: Answers, model: ReliabilityModel | None = None,
+                    fitted: str | None = None) -> dict[int, dict[str, Any]]:
+    """Consensus for units of one project, from their ``(volunteer, payload)`` answers: for each
+    unit its result, confidence, algorithm and parameters. All the units are aggregated at once;
+    each one's result is the same as when aggregated alone.
+
+    For single-label tagging with a fitted ``model`` (named ``fitted``), a unit's posterior
     comes from the volunteers' fitted reliabilities; otherwise from a majority vote.
     """
+    answers = {unit: given for unit, given in answers.items() if given}
+    if not answers:
+        return {}
+    units = [unit for unit, given in answers.items() for _ in given]
+    volunteers = [volunteer for given in answers.values() for volunteer, _ in given]
+    payloads = [payload for given in answers.values() for _, payload in given]
     if project.task_type is TaskType.tagging and not project.multi_select and model is not None:
-        posterior = model.posterior([(v, p["label"]) for v, p in answers])
-        best = int(np.argmax(posterior))
-        shares = {str(label): round(float(share), 4) for label, share in zip(model.labels, posterior) if share >= 1e-4}
-        return {"result": {"label": model.labels[best], "shares": shares}, "confidence": float(posterior[best]),
-                "algorithm": f"{fitted}+incremental", "parameters": {"reliabilities": "last refit"}}
-    if project.task_type is TaskType.tagging and project.multi_select:
-        frame = pd.DataFrame({"unit": 0, "volunteer": [v for v, _ in answers],
-                              "labels": [p["labels"] for _, p in answers]})
-        model = MultiLabelMajority().fit(frame)
-        labels = model.labels_.iloc[0] if len(model.labels_) else []
-        confidence = float(model.confidences_.iloc[0]) if len(model.confidences_) else 0.0
-        shares = model.probas_.iloc[0].round(4).to_dict() if len(model.probas_) else {}
-        return {"result": {"labels": labels, "shares": shares}, "confidence": confidence,
-                "algorithm": model.name, "parameters": {"threshold": 0.5}}
+        decided = {}
+        for unit, given in answers.items():
+            posterior = model.posterior([(v, p["label"]) for v, p in given])
+            best = int(np.argmax(posterior))
+            shares = {str(label): round(float(share), 4)
+                      for label, share in zip(model.labels, posterior) if share >= 1e-4}
+            decided[unit] = {"result": {"label": model.labels[best], "shares": shares},
+                             "confidence": float(posterior[best]), "algorithm": f"{fitted}+incremental",
+                             "parameters": {"reliabilities": "last refit"}}
+        return decided
     if project.task_type is TaskType.tagging:
-        frame = pd.DataFrame({"unit": 0, "volunteer": [v for v, _ in answers],
-                              "label": [p["label"] for _, p in answers]})
-        model = MajorityVote().fit(frame)
-        shares = model.probas_.iloc[0]
-        return {"result": {"label": model.labels_.iloc[0], "shares": shares[shares > 0].round(4).to_dict()},
-                "confidence": float(model.confidences_.iloc[0]), "algorithm": model.name,
-                "parameters": {"tie_break": "random", "seed": 0}}
-    rows = []
-    for volunteer, payload in answers:
-        marks = payload["marks"] or [{}]
-        for mark in marks:
-            rows.append({"unit": 0, "volunteer": volunteer, "x": mark.get("x"), "y": mark.get("y"),
-                         "r": mark.get("r")})
+        multi = project.multi_select
+        key = "labels" if multi else "label"
+        frame = pd.DataFrame({"unit": units, "volunteer": volunteers, key: [p[key] for p in payloads]})
+        aggregator = MultiLabelMajority().fit(frame) if multi else MajorityVote().fit(frame)
+        parameters = {"threshold": 0.5} if multi else {"tie_break": "random", "seed": 0}
+        probas = aggregator.probas_.loc[aggregator.labels_.index]
+        columns, shares = probas.columns.tolist(), probas.to_numpy()
+        return {unit: {"result": {key: label, "shares": {columns[j]: round(float(row[j]), 4)
+                                                         for j in np.flatnonzero(row)}},
+                       "confidence": float(confidence), "algorithm": aggregator.name, "parameters": parameters}
+                for unit, label, confidence, row in zip(aggregator.labels_.index.tolist(), aggregator.labels_,
+                                                        aggregator.confidences_, shares)}
+    rows = [(unit, volunteer, mark.get("x"), mark.get("y"), mark.get("r"))
+            for unit, volunteer, payload in zip(units, volunteers, payloads) for mark in payload["marks"] or [{}]]
     frame = pd.DataFrame(rows, columns=["unit", "volunteer", "x", "y", "r"]).astype(
         {"x": float, "y": float, "r": float})
-    model = CraterClustering().fit(frame)
-    return {"result": {"marks": model.marks_.iloc[0]}, "confidence": float(model.confidences_.iloc[0]),
-            "algorithm": model.name, "parameters": model.parameters}
+    clustering = CraterClustering().fit(frame)
+    return {unit: {"result": {"marks": marks}, "confidence": float(confidence), "algorithm": clustering.name,
+                   "parameters": clustering.parameters}
+            for unit, marks, confidence in zip(clustering.marks_.index.tolist(), clustering.marks_,
+                                               clustering.confidences_)}
 
 
 def agreement(result: dict[str, Any], payloads: list[dict[str, Any]]) -> float | None:
@@ -110,12 +120,14 @@ def agreement(result: dict[str, Any], payloads: list[dict[str, Any]]) -> float |
     return min(1.0, sum(m["support"] for m in marks) / len(marks) / len(payloads))
 
 
-def _upsert(session: Session, values: dict[str, Any]) -> None:
-    """Insert or replace a unit's consensus result."""
-    statement = upsertable_insert(session, ConsensusResult).values(**values)
+def _upsert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert or replace units' consensus results, in one statement."""
+    if not rows:
+        return
+    statement = upsertable_insert(session, ConsensusResult.__table__)
     session.execute(statement.on_conflict_do_update(
-        index_elements=[ConsensusResult.unit_id],
-        set_={key: statement.excluded[key] for key in values if key != "unit_id"}))
+        index_elements=["unit_id"], set_={key: statement.excluded[key] for key in rows[0] if key != "unit_id"}),
+        rows)
 
 
 def adaptive_need(count: int, need: int, minimum: int, maximum: int, threshold: float | None,
@@ -147,7 +159,7 @@ def marks_stable(previous: dict[str, Any] | None, current: dict[str, Any]) -> bo
 
 def load_model(session: Session, project_id: int, volunteer_ids: list[int]) -> tuple[ReliabilityModel, str] | None:
     """The project's last fitted model, with the matrices of the given volunteers only."""
-    stored = session.get(ProjectModel, project_id)
+    stored = session.get(ProjectModel, project_id, populate_existing=True)
     if stored is None:
         return None
     rows = session.execute(select(VolunteerReliability.volunteer_id, VolunteerReliability.confusion).where(
@@ -155,31 +167,54 @@ def load_model(session: Session, project_id: int, volunteer_ids: list[int]) -> t
     return ReliabilityModel.from_json(stored.model, dict(rows.all())), stored.algorithm
 
 
-def compute_consensus(session: Session, unit_id: int, job_id: str | None = None) -> tuple[ConsensusResult, bool]:
-    """Aggregate all stored answers of a unit and upsert its result (keyed by unit).
+@dataclass(frozen=True)
+class Decided:
+    """A unit's new consensus, upserted and not yet committed."""
 
-    Returns the result, and whether it is the same as the unit's previous result (marking only).
+    unit: Unit
+    confidence: float
+    #: The result is the same as the unit's previous one (marking only; see :func:`marks_stable`).
+    stable: bool
+
+
+def compute_consensus(session: Session, unit_ids: list[int], job_id: str | None = None) -> list[Decided]:
+    """Aggregate the counted answers of units and upsert their results (keyed by unit).
+
+    A few statements for all the units: the units, their answers, each project's model, the
+    upsert. Units that do not exist or have no counted answer (a quarantine took them) are
+    left out. The units are read afresh, so a long-lived session sees their latest counts.
     """
-    unit = session.get(Unit, unit_id)
-    if unit is None:
-        raise NotFound(f"No unit {unit_id}.")
-    previous = session.scalars(select(ConsensusResult.result).where(ConsensusResult.unit_id == unit_id)).first()
-    answers = session.execute(
-        select(Answer.volunteer_id, Answer.payload).where(Answer.unit_id == unit_id, Answer.counted)
-        .order_by(Answer.id)
-    ).all()
-    if not answers:
-        raise NotFound(f"Unit {unit_id} has no answers yet.")
-    loaded = load_model(session, unit.project_id, [v for v, _ in answers])
-    model, fitted = loaded if loaded else (None, None)
-    decided = aggregate_unit(unit.project, [(v, p) for v, p in answers], model, fitted)
-    values = dict(unit_id=unit_id, n_answers=len(answers), version=__version__, job_id=job_id,
-                  computed_at=utcnow(), agreement=agreement(decided["result"], [p for _, p in answers]), **decided)
-    _upsert(session, values)
-    result = session.scalars(
-        select(ConsensusResult).where(ConsensusResult.unit_id == unit_id).execution_options(populate_existing=True)
-    ).one()
-    return result, marks_stable(previous, decided["result"])
+    units = session.scalars(select(Unit).where(Unit.id.in_(unit_ids))
+                            .execution_options(populate_existing=True)).all()
+    answers: Answers = {}
+    for unit_id, volunteer_id, payload in session.execute(
+            select(Answer.unit_id, Answer.volunteer_id, Answer.payload)
+            .where(Answer.unit_id.in_([unit.id for unit in units]), Answer.counted)
+            .order_by(Answer.unit_id, Answer.id)):
+        answers.setdefault(unit_id, []).append((volunteer_id, payload))
+    by_id = {unit.id: unit for unit in units if unit.id in answers}
+    marking = [unit_id for unit_id, unit in by_id.items() if unit.project.task_type is TaskType.marking]
+    previous = dict(session.execute(select(ConsensusResult.unit_id, ConsensusResult.result)
+                                    .where(ConsensusResult.unit_id.in_(marking))).all()) if marking else {}
+    by_project: dict[int, Answers] = {}
+    for unit_id, unit in by_id.items():
+        by_project.setdefault(unit.project_id, {})[unit_id] = answers[unit_id]
+    rows, decided = [], []
+    for project_id, project_answers in by_project.items():
+        project = session.get(Project, project_id)
+        loaded = None
+        if project.task_type is TaskType.tagging and not project.multi_select:
+            loaded = load_model(session, project_id, sorted({v for given in project_answers.values() for v, _ in given}))
+        model, fitted = loaded if loaded else (None, None)
+        for unit_id, values in aggregate_units(project, project_answers, model, fitted).items():
+            given = project_answers[unit_id]
+            rows.append(dict(unit_id=unit_id, n_answers=len(given), version=__version__, job_id=job_id,
+                             computed_at=utcnow(), agreement=agreement(values["result"], [p for _, p in given]),
+                             **values))
+            decided.append(Decided(by_id[unit_id], values["confidence"],
+                                   marks_stable(previous.get(unit_id), values["result"])))
+    _upsert(session, rows)
+    return decided
 
 
 #: A project's label model is refitted once it has this many counted answers, then whenever
@@ -272,14 +307,15 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
     retired = session.execute(select(Unit.id, Unit.answer_count).where(
         Unit.project_id == project_id, Unit.state == UnitState.retired, Unit.gold.is_(None))).all()
     agreements = (answers["label"] == answers["unit"].map(fitted.labels_)).groupby(answers["unit"]).mean()
+    rows = []
     for unit_id, n_answers in retired:
         if unit_id not in fitted.probas_.index:
             continue
         posterior = fitted.probas_.loc[unit_id]
         shares = {str(k): round(float(v), 4) for k, v in posterior.items() if v >= 1e-4}
-        _upsert(session, dict(unit_id=int(unit_id), n_answers=int(n_answers), version=__version__, job_id=job_id,
-                              computed_at=utcnow(), result={"label": fitted.labels_[unit_id], "shares": shares},
-                              confidence=float(fitted.confidences_[unit_id]),
-                              agreement=float(agreements[unit_id]), algorithm=method.name,
-                              parameters=method.parameters))
+        rows.append(dict(unit_id=int(unit_id), n_answers=int(n_answers), version=__version__, job_id=job_id,
+                         computed_at=utcnow(), result={"label": fitted.labels_[unit_id], "shares": shares},
+                         confidence=float(fitted.confidences_[unit_id]), agreement=float(agreements[unit_id]),
+                         algorithm=method.name, parameters=method.parameters))
+    _upsert(session, rows)
     return Refit(answers=len(answers), quarantined={int(k): v for k, v in found.items()}, reopened=reopened)

@@ -400,7 +400,6 @@ def change_need(session: Session, unit_id: int, need: int) -> tuple[int, int, in
     need = max(1, min(need, unit.project.max_redundancy))
     unit.redundancy = need
     unit.state = UnitState.retired if unit.answer_count >= need else UnitState.open
-    session.flush()
     return unit.project_id, unit.id, need, unit.state is UnitState.retired
 
 

@@ -50,43 +50,53 @@ def _record(session: Session, project: Project, event: str, key: str, payload: d
                           .returning(WebhookDelivery.id))
 
 
-def after_consensus(session: Session, unit_id: int) -> list[int]:
-    """Events due after a unit's consensus was written: ``unit.retired`` when the unit is retired,
-    and ``project.completed`` when it was the project's last open unit.
+def after_consensus(session: Session, units: list[Unit]) -> list[int]:
+    """Events due after units' consensus was written: ``unit.retired`` for each retired unit, and
+    ``project.completed`` for a project whose last open unit was among them.
 
-    Marks the project completed (once, even with several workers). Returns the ids of
-    the deliveries to post after the caller commits; none when the project has no webhook.
+    Marks such projects completed (once, even with several workers). Returns the ids of
+    the deliveries to post after the caller commits; none for projects without a webhook.
     """
-    unit = session.get(Unit, unit_id)
-    if unit is None or unit.state is not UnitState.retired or unit.gold is not None:
-        return []
-    project = unit.project
+    retired = [unit for unit in units if unit.state is UnitState.retired and unit.gold is None]
+    hooked = [unit.id for unit in retired if unit.project.webhook_url]
+    results = {result.unit_id: result for result in session.scalars(
+        select(ConsensusResult).where(ConsensusResult.unit_id.in_(hooked)))} if hooked else {}
     deliveries = []
-    if project.webhook_url:
-        result = session.scalars(select(ConsensusResult).where(ConsensusResult.unit_id == unit.id)).first()
+    for unit in retired:
+        project = unit.project
+        if not project.webhook_url:
+            continue
         payload = {"project": {"id": project.id, "slug": project.slug},
                    "unit": {"id": unit.id, "name": unit.external_id, "data": unit.data},
                    "answers": unit.answer_count, "retired_at": utcnow().isoformat()}
+        result = results.get(unit.id)
         if result is not None:
             payload["consensus"] = {"result": result.result, "confidence": result.confidence,
                                     "agreement": result.agreement, "algorithm": result.algorithm,
                                     "version": result.version}
         deliveries.append(_record(session, project, "unit.retired", f"unit.retired:{unit.id}:{unit.answer_count}",
                                   payload))
+    for project in {unit.project for unit in retired}:
+        deliveries.append(_completed(session, project))
+    return [d for d in deliveries if d is not None]
+
+
+def _completed(session: Session, project: Project) -> int | None:
+    """Mark the project completed when it has no open unit left; the ``project.completed`` delivery's id, if any."""
     still_open = session.scalar(select(func.count()).select_from(Unit).where(
         Unit.project_id == project.id, Unit.state == UnitState.open, Unit.gold.is_(None)))
-    if not still_open:
-        now = utcnow()
-        won = session.execute(update(Project).where(Project.id == project.id, Project.completed_at.is_(None))
-                              .values(completed_at=now)).rowcount
-        if won and project.webhook_url:
-            units = session.scalar(select(func.count()).select_from(Unit).where(Unit.project_id == project.id,
-                                                                                 Unit.gold.is_(None)))
-            deliveries.append(_record(session, project, "project.completed",
-                                      f"project.completed:{project.id}:{now.isoformat()}",
-                                      {"project": {"id": project.id, "slug": project.slug, "name": project.name},
-                                       "units": units, "completed_at": now.isoformat()}))
-    return [d for d in deliveries if d is not None]
+    if still_open:
+        return None
+    now = utcnow()
+    won = session.execute(update(Project).where(Project.id == project.id, Project.completed_at.is_(None))
+                          .values(completed_at=now)).rowcount
+    if not (won and project.webhook_url):
+        return None
+    units = session.scalar(select(func.count()).select_from(Unit).where(Unit.project_id == project.id,
+                                                                         Unit.gold.is_(None)))
+    return _record(session, project, "project.completed", f"project.completed:{project.id}:{now.isoformat()}",
+                   {"project": {"id": project.id, "slug": project.slug, "name": project.name},
+                    "units": units, "completed_at": now.isoformat()})
 
 
 class UnsafeDestination(ValueError):

@@ -33,6 +33,15 @@ def test_majority_vote_breaks_ties_with_the_injected_generator():
     assert set(first) == {"cat", "dog"}
 
 
+def test_majority_vote_breaks_a_units_tie_the_same_way_whatever_else_is_in_the_table():
+    """A tied unit gets the same label fitted alone or among others: workers decide units in batches."""
+    tied = [(u, v, lab) for u in range(20) for v, lab in (("a", "cat"), ("b", "dog"))]
+    alone = {u: MajorityVote().fit_predict(labels([row for row in tied if row[0] == u]))[u] for u in range(20)}
+    others = [(100 + u, v, lab) for u in range(30) for v, lab in (("a", "bird"), ("b", "fish"), ("c", "bird"))]
+    together = MajorityVote().fit_predict(labels(others + tied))
+    assert {u: together[u] for u in range(20)} == alone
+
+
 def test_majority_vote_of_nothing_is_empty():
     """Empty input gives an empty result, not an error."""
     assert MajorityVote().fit_predict(labels([])).empty

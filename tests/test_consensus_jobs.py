@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from microtasks.models import Answer, ConsensusResult, ProjectModel, Unit, UnitState, VolunteerReliability
-from tests.conftest import TAGGING, answer, sign_in
+from tests.conftest import MARKING, TAGGING, answer, sign_in
 
 
 LABELS = TAGGING["labels"]
@@ -218,3 +218,36 @@ def test_a_unit_whose_consensus_fails_does_not_stop_the_others(client, make_proj
     decided = set(session.scalars(select(ConsensusResult.unit_id)))
     assert decided == {units[0], units[2]}
     assert f"consensus for unit {units[1]} failed" in caplog.text
+
+
+def test_one_drain_decides_units_of_several_projects_and_kinds_together(client, make_project, new_volunteer,
+                                                                        run_jobs, session):
+    """A drain chunk mixes projects: each unit is decided by its own project's method, in one transaction."""
+    tagging = make_project({**TAGGING, "redundancy": 2}, n=2)
+    marking = make_project({**MARKING, "redundancy": 2}, n=2, size=(200, 200))
+    for label in ("dog", "dog"):
+        serve_and_answer(client, tagging, new_volunteer(), label)
+    for marks in ([{"x": 50, "y": 60, "r": 10}], [{"x": 52, "y": 61, "r": 11}]):
+        headers = new_volunteer()
+        unit = client.post(f"/api/v1/projects/{marking['id']}/next", headers=headers).get_json()["unit"]
+        assert answer(client, headers, unit["id"], {"marks": marks}).status_code == 201
+    run_jobs()
+    results = {r.algorithm: r for r in session.scalars(select(ConsensusResult))}
+    assert set(results) == {"majority_vote", "crater_clustering"}
+    assert results["majority_vote"].result["label"] == "dog" and results["majority_vote"].confidence == 1.0
+    assert [(m["x"], m["y"], m["support"]) for m in results["crater_clustering"].result["marks"]] == [(51, 60.5, 2)]
+
+
+def test_a_long_lived_session_decides_from_the_latest_answers(client, make_project, new_volunteer, session):
+    """A drain job keeps its session across chunks: a unit decided again sees the answers that came since."""
+    from microtasks.results import compute_consensus
+
+    project = make_project({**TAGGING, "redundancy": 2}, n=1)
+    serve_and_answer(client, project, new_volunteer(), "cat")
+    (first,) = compute_consensus(session, [session.scalars(select(Unit.id)).one()])
+    session.commit()
+    serve_and_answer(client, project, new_volunteer(), "dog")
+    (again,) = compute_consensus(session, [first.unit.id])
+    session.commit()
+    assert (first.unit.answer_count, again.unit.answer_count) == (2, 2)  # the same object, read afresh
+    assert session.scalars(select(ConsensusResult.n_answers)).one() == 2

@@ -21,7 +21,7 @@ from microtasks import importing, results, webhooks
 from microtasks.answers import unit_need
 from microtasks.config import Settings
 from microtasks.db import session_factory
-from microtasks.errors import NotFound, ValidationError
+from microtasks.errors import ValidationError
 from microtasks.models import Batch, BatchState, ConsensusResult, Project, Unit, UnitState, utcnow
 from microtasks.serving import Dispatcher, change_need
 from workers.connection import DRAIN_FLAG, DUE_KEY, connect, enqueue_consensus, enqueue_refit, hand_over_drain
@@ -115,31 +115,24 @@ def _decide_one_by_one(session: Session, unit_ids: list[int], projects: set[int]
 
 
 def _decide(session: Session, unit_ids: list[int], projects: set[int]) -> tuple[list[tuple], list]:
-    """Decide units and commit: their need changes and webhook deliveries; their projects join ``projects``."""
-    changed, deliveries = [], []
-    for unit_id in unit_ids:
-        outcome = _consensus(session, unit_id)
-        if outcome is not None:
-            projects.add(outcome[0])
-            changed += outcome[1]
-            deliveries += outcome[2]
+    """Decide units and commit: their need changes and webhook deliveries; their projects join ``projects``.
+
+    Adaptive redundancy (:func:`microtasks.results.adaptive_need`) may retire a unit at once
+    or ask for more answers.
+    """
+    changed = []
+    decided = results.compute_consensus(session, unit_ids, job_id=_job_id())
+    for outcome in decided:
+        unit, project = outcome.unit, outcome.unit.project
+        projects.add(project.id)
+        need = results.adaptive_need(unit.answer_count, unit_need(project, unit),
+                                     project.min_redundancy or project.redundancy, project.max_redundancy,
+                                     project.confidence_threshold, outcome.confidence, outcome.stable)
+        if need is not None:
+            changed.append(change_need(session, unit.id, need))
+    deliveries = webhooks.after_consensus(session, [outcome.unit for outcome in decided])
     session.commit()
     return changed, deliveries
-
-
-def _consensus(session: Session, unit_id: int) -> tuple[int, list[tuple], list] | None:
-    """One unit's consensus, uncommitted: (its project, need changes, webhook deliveries); None when it has none."""
-    try:
-        result, stable = results.compute_consensus(session, unit_id, job_id=_job_id())
-    except NotFound:  # deleted, or no counted answer left (a quarantine): nothing to decide
-        return None
-    unit = session.get(Unit, unit_id)
-    project = unit.project
-    need = results.adaptive_need(unit.answer_count, unit_need(project, unit),
-                                 project.min_redundancy or project.redundancy, project.max_redundancy,
-                                 project.confidence_threshold, result.confidence, stable)
-    changed = change_need(session, unit_id, need) if need is not None else None
-    return project.id, [changed] if changed is not None else [], webhooks.after_consensus(session, unit_id)
 
 
 def sweep_consensus() -> dict:

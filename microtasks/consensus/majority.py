@@ -13,8 +13,10 @@ class MajorityVote:
               p_u(k) = \frac{1}{n_u} \sum_{w} [y_{uw} = k]
 
     The confidence of a unit is :math:`p_u(\hat y_u)`, the share of its answers
-    that agree with the result. Ties are broken at random by the injected generator,
-    so a fixed seed gives a fixed result.
+    that agree with the result. Ties are broken at random by a hash of the unit and the
+    label keyed by a number drawn from the injected generator: a fixed seed gives a fixed
+    result, and a unit's result does not depend on the other units in the table (the
+    consensus workers decide units in batches of any make-up).
 
     Args:
         rng: random generator for tie-breaking; ``np.random.default_rng(0)`` when omitted.
@@ -30,6 +32,7 @@ class MajorityVote:
 
     def __init__(self, rng: np.random.Generator | None = None) -> None:
         self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.key = np.uint64(self.rng.integers(2**63))
 
     def fit(self, answers: pd.DataFrame) -> "MajorityVote":
         _require_columns(answers, ("unit", "volunteer", "label"))
@@ -41,8 +44,8 @@ class MajorityVote:
         totals = counts.sum(axis=1).to_numpy(dtype=float)
         self.probas_ = counts.div(totals, axis=0)
         values = counts.to_numpy(dtype=float)
-        # Random tie-break: jitter smaller than one vote, drawn from the injected generator.
-        jitter = self.rng.random(values.shape) * 0.5
+        # Random tie-break: jitter smaller than one vote, keyed by the generator's draw.
+        jitter = _cell_noise(counts.index.to_numpy(), counts.columns.to_numpy(), self.key) * 0.5
         best = np.argmax(np.where(values == values.max(axis=1, keepdims=True), values + jitter, -1.0), axis=1)
         self.labels_ = pd.Series(counts.columns.to_numpy()[best], index=counts.index, name="label")
         return self
@@ -108,6 +111,19 @@ class MultiLabelMajority:
 
     def fit_predict_proba(self, answers: pd.DataFrame) -> pd.DataFrame:
         return self.fit(answers).probas_
+
+
+def _cell_noise(rows: np.ndarray, columns: np.ndarray, key: np.uint64) -> np.ndarray:
+    """Noise in [0, 1) for each (row, column) pair of values: a hash keyed by ``key``, the same for a
+    pair whatever else is in the table (splitmix64's finaliser mixes the values' hashes)."""
+    def mix(z: np.ndarray) -> np.ndarray:
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        cell = mix(pd.util.hash_array(rows)[:, None] ^ mix(pd.util.hash_array(columns)[None, :] ^ key))
+    return (cell >> np.uint64(11)).astype(float) / 2.0**53
 
 
 def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
