@@ -674,7 +674,7 @@ def requeued_by_sweep(services: Services) -> int:
     """Consensus jobs the workers' sweep queued again (from its log lines)."""
     path = services.folder / "workers.log"
     lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    marker = "queued consensus again for "
+    marker = "queued again, their jobs lost: consensus of "
     return sum(int(line.split(marker, 1)[1].split()[0]) for line in lines if marker in line)
 
 

@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import redis
 from redis.backoff import NoBackoff
@@ -18,7 +19,7 @@ from redis.retry import Retry
 from sqlalchemy import select
 
 from microtasks.answers import submit_answer
-from microtasks.models import ConsensusResult
+from microtasks.models import Batch, ConsensusResult, WebhookDelivery, utcnow
 from microtasks.serving import prefix
 from tests.test_serving import answer, dispatcher, lease, project_with, volunteers  # noqa: F401  (fixtures too)
 from workers.connection import queue
@@ -102,8 +103,44 @@ def test_the_sweep_queues_consensus_lost_with_redis(session_maker, dispatcher, p
     assert session.scalars(select(ConsensusResult.n_answers).where(ConsensusResult.unit_id == unit_id)).one() == 2
 
 
+def test_the_sweep_queues_webhook_deliveries_lost_with_redis(session_maker, project_with, redis_db):
+    """Undelivered events whose job Redis lost are queued again; delivered, recent or exhausted ones are not."""
+    from workers.jobs import LOST_AFTER, sweep
+
+    project_id = project_with(n=1)
+    old = utcnow() - LOST_AFTER - timedelta(seconds=5)
+    kinds = {"lost": dict(created_at=old), "delivered": dict(created_at=old, delivered_at=old),
+             "recent": dict(created_at=utcnow()), "exhausted": dict(created_at=old, attempts=7)}
+    with session_maker() as session:
+        ids = {}
+        for kind, values in kinds.items():
+            delivery = WebhookDelivery(project_id=project_id, event="unit.retired", event_key=kind, payload={},
+                                       url="https://example.org/hook", **{"attempts": 0, **values})
+            session.add(delivery)
+            session.flush()
+            ids[kind] = delivery.id
+        session.commit()
+    sweep()
+    assert queue(redis_db, "default").job_ids == [f"webhook-{ids['lost']}"]
+    sweep()  # its job is known now
+    assert queue(redis_db, "default").count == 1
+
+
+def test_the_sweep_queues_an_upload_whose_import_was_lost_with_redis(session_maker, project_with, redis_db):
+    """An upload still waiting for its import, whose job Redis lost, is queued for import again."""
+    from workers.jobs import LOST_AFTER, sweep
+
+    project_id = project_with(n=1)
+    with session_maker() as session:
+        batch = Batch(project_id=project_id, name="lost.zip", created_at=utcnow() - LOST_AFTER - timedelta(seconds=5))
+        session.add(batch)
+        session.commit()
+    sweep()
+    assert queue(redis_db, "imports").job_ids == [f"import-{batch.id}"]
+
+
 def test_each_maintenance_round_of_a_worker_queues_the_sweep(redis_db):
-    """Workers queue the consensus sweep from their maintenance rounds, once however many workers there are."""
+    """Workers queue the sweep from their maintenance rounds, once however many workers there are."""
     for _ in range(2):
         Worker(["consensus"], connection=redis_db).run_maintenance_tasks()
-    assert queue(redis_db, "consensus").job_ids == ["sweep-consensus"]
+    assert queue(redis_db, "consensus").job_ids == ["sweep"]

@@ -105,8 +105,12 @@ def enqueue_refit(connection: "redis.Redis", project_id: int, n_answers: int) ->
                           project_id)
 
 
+def import_job_id(batch_id: int) -> str:
+    return f"import-{batch_id}"
+
+
 def enqueue_import(connection: "redis.Redis", batch_id: int) -> str:
-    return enqueue_unique(connection, "imports", "workers.jobs.import_batch", f"import-{batch_id}", batch_id)
+    return enqueue_unique(connection, "imports", "workers.jobs.import_batch", import_job_id(batch_id), batch_id)
 
 
 def after_answers(connection: "redis.Redis", dispatcher: Dispatcher, volunteer_id: int,

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Iterator
 
 import redis
 from rq import get_current_job
+from rq.job import Job
 from sqlalchemy import or_, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -24,8 +26,17 @@ from microtasks.db import session_factory
 from microtasks.errors import ValidationError
 from microtasks.models import Batch, BatchState, ConsensusResult, Project, Unit, UnitState, utcnow
 from microtasks.serving import Dispatcher, change_need
-from workers.connection import DRAIN_FLAG, DUE_KEY, connect, enqueue_consensus, enqueue_refit, hand_over_drain
-from workers.webhooks import enqueue_deliveries
+from workers.connection import (
+    DRAIN_FLAG,
+    DUE_KEY,
+    connect,
+    enqueue_consensus,
+    enqueue_import,
+    enqueue_refit,
+    hand_over_drain,
+    import_job_id,
+)
+from workers.webhooks import enqueue_deliveries, requeue_lost_deliveries
 
 
 @contextmanager
@@ -54,7 +65,7 @@ def drain_consensus() -> dict:
     reached, the chunk goes back into the set and the job fails (RQ retries it); when a
     unit fails otherwise, the chunk is decided again unit by unit and the failing unit is
     logged and left out, so that one bad unit never stops the others. Units a killed job
-    had taken are found by the sweep. After :data:`DRAIN_MOST` units a new job takes
+    had taken are found by :func:`sweep`. After :data:`DRAIN_MOST` units a new job takes
     over, so that one job never holds a worker for long.
     """
     with job_session() as (settings, session):
@@ -135,20 +146,37 @@ def _decide(session: Session, unit_ids: list[int], projects: set[int]) -> tuple[
     return changed, deliveries
 
 
-def sweep_consensus() -> dict:
-    """Queue consensus again for units that have all their answers but no consensus over them.
+#: A webhook delivery or an upload older than this whose job Redis does not know was lost with Redis.
+LOST_AFTER = timedelta(minutes=2)
 
-    Their place in the due set was lost: Redis restarted without its data, or went away
-    between the answer's commit and the queueing, or the drain job that had taken them was
-    killed. Units still waiting in the set are left to the drain job. Queued by each
-    worker's maintenance round (:mod:`workers.worker`).
+
+SWEEP_LOG = "queued again, their jobs lost: consensus of %d units, %d webhook deliveries, %d imports"
+
+
+def sweep() -> dict:
+    """Queue again the work whose job Redis lost: it restarted without its data, or went away
+    between a commit and the queueing, or a drain job that had taken units was killed.
+
+    Consensus for units that have all their answers but no consensus over them (units still
+    waiting in the due set are left to the drain job); webhook deliveries not yet delivered,
+    with attempts left; uploads not yet imported. Queued by each worker's maintenance round
+    (:mod:`workers.worker`), once across all workers.
     """
     with job_session() as (settings, session):
-        due = session.execute(
-            select(Unit.id, Unit.answer_count).outerjoin(ConsensusResult, ConsensusResult.unit_id == Unit.id)
-            .where(Unit.state == UnitState.retired, Unit.gold.is_(None), Unit.answer_count > 0,
-                   or_(ConsensusResult.id.is_(None), ConsensusResult.n_answers != Unit.answer_count))).all()
-    connection = connect(settings)
+        connection = connect(settings)
+        lost = {"consensus": _sweep_consensus(session, connection),
+                "webhook deliveries": requeue_lost_deliveries(session, connection, utcnow() - LOST_AFTER),
+                "imports": _sweep_imports(session, connection)}
+    if any(lost.values()):
+        logging.getLogger(__name__).warning(SWEEP_LOG, *lost.values())
+    return lost
+
+
+def _sweep_consensus(session: Session, connection: "redis.Redis") -> int:
+    due = session.execute(
+        select(Unit.id, Unit.answer_count).outerjoin(ConsensusResult, ConsensusResult.unit_id == Unit.id)
+        .where(Unit.state == UnitState.retired, Unit.gold.is_(None), Unit.answer_count > 0,
+               or_(ConsensusResult.id.is_(None), ConsensusResult.n_answers != Unit.answer_count))).all()
     lost = []
     for start in range(0, len(due), 5000):
         chunk = due[start:start + 5000]
@@ -156,9 +184,16 @@ def sweep_consensus() -> dict:
         lost += [(unit_id, count) for (unit_id, count), known in zip(chunk, waiting) if not known]
     queued = enqueue_consensus(connection, lost)
     hand_over_drain(connection)  # units waiting for a drain job whose flag outlived it
-    if queued:
-        logging.getLogger(__name__).warning("queued consensus again for %d units whose job was lost", queued)
-    return {"units without consensus": len(due), "queued again": queued}
+    return queued
+
+
+def _sweep_imports(session: Session, connection: "redis.Redis") -> int:
+    batches = session.scalars(select(Batch.id).where(
+        Batch.state.in_([BatchState.pending, BatchState.processing]), Batch.created_at < utcnow() - LOST_AFTER)).all()
+    lost = [batch_id for batch_id in batches if not Job.exists(import_job_id(batch_id), connection)]
+    for batch_id in lost:
+        enqueue_import(connection, batch_id)
+    return len(lost)
 
 
 def refit_project(project_id: int) -> dict:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime
 import urllib.error
 import urllib.request
 
 import redis
 from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from microtasks.models import Project, WebhookDelivery, utcnow
 from microtasks.webhooks import EVENT_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, UnsafeDestination, body, \
@@ -16,6 +21,7 @@ from workers.connection import queue
 
 #: Seconds to wait for a receiver.
 TIMEOUT = 10
+DELIVER = "workers.webhooks.deliver_webhook"
 #: Waits between attempts: 10 s, 1 min, 5 min, 30 min, 2 h, 6 h; then the job stays in the failed registry.
 BACKOFF = [10, 60, 300, 1800, 7200, 21600]
 
@@ -32,13 +38,34 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirects)
 
 
+def _job(delivery_id: int) -> dict:
+    return {"job_id": f"webhook-{delivery_id}", "retry": Retry(max=len(BACKOFF), interval=BACKOFF),
+            "result_ttl": 3600, "failure_ttl": 30 * 86400}
+
+
 def enqueue_deliveries(connection: "redis.Redis", delivery_ids: list[int]) -> None:
-    webhooks = queue(connection, "default")
-    jobs = [Queue.prepare_data("workers.webhooks.deliver_webhook", (delivery_id,), job_id=f"webhook-{delivery_id}",
-                               retry=Retry(max=len(BACKOFF), interval=BACKOFF), result_ttl=3600,
-                               failure_ttl=30 * 86400) for delivery_id in delivery_ids]
+    jobs = [Queue.prepare_data(DELIVER, (delivery_id,), **_job(delivery_id)) for delivery_id in delivery_ids]
     if jobs:
-        webhooks.enqueue_many(jobs)
+        queue(connection, "default").enqueue_many(jobs)
+
+
+def requeue_lost_deliveries(session: Session, connection: "redis.Redis", before: datetime) -> int:
+    """Queue again the deliveries recorded before ``before``, not delivered, with attempts left, whose job
+    Redis does not know (lost with Redis); returns how many."""
+    waiting = session.scalars(select(WebhookDelivery.id).where(
+        WebhookDelivery.delivered_at.is_(None), WebhookDelivery.attempts <= len(BACKOFF),
+        WebhookDelivery.created_at < before)).all()
+    pipe = connection.pipeline(transaction=False)
+    for delivery_id in waiting:
+        pipe.exists(Job.key_for(_job(delivery_id)["job_id"]))
+    lost = [delivery_id for delivery_id, known in zip(waiting, pipe.execute()) if not known]
+    webhooks = queue(connection, "default")
+    for delivery_id in lost:
+        try:
+            webhooks.enqueue(DELIVER, delivery_id, unique=True, **_job(delivery_id))
+        except DuplicateJobError:  # queued meanwhile by its drain job
+            pass
+    return len(lost)
 
 
 def deliver_webhook(delivery_id: int) -> dict:

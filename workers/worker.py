@@ -9,8 +9,8 @@ the rounds are :data:`MAINTENANCE_SECONDS` apart and heartbeats :data:`HEARTBEAT
 apart, so an abandoned job runs again within about two minutes.
 
 Jobs queued in Redis are lost when Redis restarts without its data. Each maintenance round
-therefore queues :func:`workers.jobs.sweep_consensus` (once across all workers), which
-queues consensus again for units that have all their answers but no consensus over them.
+therefore queues :func:`workers.jobs.sweep` (once across all workers), which queues again
+the consensus, webhook deliveries and imports that the database says are still to do.
 """
 
 from __future__ import annotations
@@ -35,17 +35,17 @@ RESTART_SECONDS = 2
 
 
 def enqueue_sweep(connection: "redis.Redis") -> None:
-    """Queue the consensus sweep unless it is queued or running already."""
+    """Queue the sweep unless it is queued or running already."""
     try:
         queue(connection, "consensus").enqueue(
-            "workers.jobs.sweep_consensus", job_id="sweep-consensus", unique=True, result_ttl=0, failure_ttl=600,
+            "workers.jobs.sweep", job_id="sweep", unique=True, result_ttl=0, failure_ttl=600,
             retry=rq.Retry(max=2, interval=[10, 30]))
     except DuplicateJobError:
         pass
 
 
 class Worker(rq.Worker):
-    """RQ's worker with frequent maintenance rounds, each of which also queues the consensus sweep."""
+    """RQ's worker with frequent maintenance rounds, each of which also queues the sweep."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", MAINTENANCE_SECONDS)
