@@ -3,11 +3,12 @@
 The services are the fault suite's own (benchmarks/faults.py: a private PostgreSQL cluster,
 redis-server, gunicorn and RQ workers started as ``microtasks worker``), and so are the
 simulated volunteers, who keep their answers until acknowledged. Nothing is killed. Every
-``--every`` seconds it samples the resident memory (RSS, and PSS, which shares each page
-among the processes that map it) of each long-lived process: the gunicorn master and
-workers, the RQ workers (and their schedulers; the work horses forked per job live for
-a job only), PostgreSQL, Redis, and this load generator. It prints, per role, memory at the start
-and end, the maximum and the slope, then the fault suite's database checks.
+``--every`` seconds it samples the memory (RSS; PSS, which shares each page among the
+processes that map it; USS, the pages only the process maps) of each long-lived process:
+the gunicorn master and workers, the RQ workers (and their schedulers; the work horses
+forked per job live for a job only), PostgreSQL, Redis, and this load generator. It prints,
+per role, memory at the start and end, the maximum and the slope of the private memory,
+then the fault suite's database checks.
 
 Ten minutes at about 300 answers per second::
 
@@ -37,16 +38,21 @@ FLAT_MB_PER_MIN = 1.0
 HORSE_SECONDS = 10
 
 
-def memory_kb(pid: int) -> tuple[int, int]:
-    """``(RSS, PSS)`` of a process in kB; zeros once it is gone."""
+def memory_kb(pid: int) -> tuple[int, int, int]:
+    """``(RSS, PSS, USS)`` of a process in kB; zeros once it is gone.
+
+    USS, the pages only this process maps, is what a leak grows; RSS and PSS also count
+    shared pages, such as PostgreSQL's shared buffers, which every backend maps as it
+    touches them (up to ``shared_buffers`` in all).
+    """
     try:
         rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                    if line.startswith("VmRSS:"))
-        pss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                   if line.startswith("Pss:"))
-    except (OSError, StopIteration):
-        return 0, 0
-    return rss, pss
+        rollup = {line.split(":")[0]: int(line.split()[1])
+                  for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]}
+    except (OSError, StopIteration, IndexError, ValueError):
+        return 0, 0, 0
+    return rss, rollup["Pss"], rollup["Private_Clean"] + rollup["Private_Dirty"]
 
 
 def age_seconds(pid: int) -> float:
@@ -72,8 +78,8 @@ def long_lived(services: Services) -> dict[str, list[int]]:
 @dataclass
 class Samples:
     times: list[float] = field(default_factory=list)
-    #: role -> list of (number of processes, RSS MB, PSS MB), one per sample.
-    roles: dict[str, list[tuple[int, float, float]]] = field(default_factory=dict)
+    #: role -> list of (number of processes, RSS MB, PSS MB, USS MB), one per sample.
+    roles: dict[str, list[tuple[int, float, float, float]]] = field(default_factory=dict)
     redis_used_mb: list[float] = field(default_factory=list)
     consensus_queued: list[int] = field(default_factory=list)
     acked: list[int] = field(default_factory=list)
@@ -82,8 +88,8 @@ class Samples:
         self.times.append(time.perf_counter() - start)
         for role, pids in long_lived(services).items():
             sizes = [memory_kb(pid) for pid in pids]
-            self.roles.setdefault(role, []).append(
-                (sum(1 for rss, _ in sizes if rss), sum(r for r, _ in sizes) / 1024, sum(p for _, p in sizes) / 1024))
+            self.roles.setdefault(role, []).append((sum(1 for rss, _, _ in sizes if rss),
+                                                    *(sum(size[i] for size in sizes) / 1024 for i in range(3))))
         self.redis_used_mb.append(int(connection.info("memory")["used_memory"]) / 2 ** 20)
         self.consensus_queued.append(queue(connection, "consensus").count)
         self.acked.append(len(load.stats.acked))
@@ -103,22 +109,20 @@ def print_memory(samples: Samples, warmup: float) -> None:
     first = next((i for i, t in enumerate(samples.times) if t >= warmup), 0)
     times = samples.times[first:]
     half = len(times) // 2
-    print(f"\nFrom {times[0]:.0f} s to {times[-1]:.0f} s ({len(times)} samples); flat: the second half's slope is "
-          f"under {FLAT_MB_PER_MIN:.0f} MB/min.\n")
-    print("| process | processes | RSS MB start / end / max | RSS slope MB/min, all / second half "
-          "| PSS MB start / end | flat |\n|---|---|---|---|---|---|")
+    print(f"\nFrom {times[0]:.0f} s to {times[-1]:.0f} s ({len(times)} samples); flat: the second half's slope of "
+          f"the private memory (USS) is under {FLAT_MB_PER_MIN:.0f} MB/min.\n")
+    print("| process | processes | RSS MB start / end | PSS MB start / end | USS MB start / end / max "
+          "| USS slope MB/min, all / second half | flat |\n|---|---|---|---|---|---|---|")
     for role, series in samples.roles.items():
-        counts = [n for n, _, _ in series[first:]]
-        rss = [r for _, r, _ in series[first:]]
-        pss = [p for _, _, p in series[first:]]
-        late = slope(times[half:], rss[half:])
-        print(f"| {role} | {counts[0]} → {counts[-1]} | {rss[0]:.0f} / {rss[-1]:.0f} / {max(rss):.0f} | "
-              f"{slope(times, rss):+.2f} / {late:+.2f} | {pss[0]:.0f} / {pss[-1]:.0f} | "
+        counts, rss, pss, uss = zip(*series[first:])
+        late = slope(times[half:], list(uss[half:]))
+        print(f"| {role} | {counts[0]} → {counts[-1]} | {rss[0]:.0f} / {rss[-1]:.0f} | {pss[0]:.0f} / {pss[-1]:.0f} | "
+              f"{uss[0]:.0f} / {uss[-1]:.0f} / {max(uss):.0f} | {slope(times, list(uss)):+.2f} / {late:+.2f} | "
               f"{'yes' if late < FLAT_MB_PER_MIN else 'no'} |")
     used = samples.redis_used_mb[first:]
     late = slope(times[half:], used[half:])
-    print(f"| redis used_memory (INFO) | | {used[0]:.1f} / {used[-1]:.1f} / {max(used):.1f} | "
-          f"{slope(times, used):+.2f} / {late:+.2f} | | {'yes' if late < FLAT_MB_PER_MIN else 'no'} |")
+    print(f"| redis used_memory (INFO) | | | | {used[0]:.1f} / {used[-1]:.1f} / {max(used):.1f} | "
+          f"{slope(times, used):+.2f} / {late:+.2f} | {'yes' if late < FLAT_MB_PER_MIN else 'no'} |")
 
 
 def main() -> None:
