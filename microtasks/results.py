@@ -235,6 +235,16 @@ def refit_due(session: Session, project: Project) -> int | None:
     return None
 
 
+#: First key of the PostgreSQL advisory locks taken by :func:`_lock_refits` (the second is the project id).
+REFIT_LOCK = 0x6D74
+
+
+def _lock_refits(session: Session, project_id: int) -> None:
+    """Take the project's refit lock until the transaction ends (PostgreSQL; a no-op on SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(REFIT_LOCK, project_id)))
+
+
 @dataclass(frozen=True)
 class Refit:
     """What a refit did."""
@@ -254,7 +264,11 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
     quarantined first and left out of the fit. Stores the model and every other volunteer's
     reliability (what incremental updates use) and rewrites the consensus of every retired
     unit from the fit. The caller commits.
+
+    Refits of one project wait for each other (a transaction lock on PostgreSQL; SQLite lets
+    one writer in at a time): two at once would both replace the stored reliabilities.
     """
+    _lock_refits(session, project_id)
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"No project {project_id}.")

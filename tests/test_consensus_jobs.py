@@ -251,3 +251,36 @@ def test_a_long_lived_session_decides_from_the_latest_answers(client, make_proje
     session.commit()
     assert (first.unit.answer_count, again.unit.answer_count) == (2, 2)  # the same object, read afresh
     assert session.scalars(select(ConsensusResult.n_answers)).one() == 2
+
+
+def test_two_refits_of_a_project_at_once_both_succeed(client, make_project, new_volunteer, session_maker):
+    """A refit that starts while another is uncommitted waits for it, then replaces its reliabilities."""
+    import threading
+
+    from microtasks.results import refit_project
+
+    project = make_project(TAGGING, n=4)
+    for _ in range(3):
+        headers = new_volunteer()
+        while serve_and_answer(client, project, headers, truth) is not None:
+            pass
+    failures = []
+
+    def second() -> None:
+        try:
+            with session_maker() as other:
+                refit_project(other, project["id"])
+                other.commit()
+        except Exception as error:  # noqa: BLE001 - reported by the assertion below
+            failures.append(error)
+
+    with session_maker() as first:
+        refit_project(first, project["id"])
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(0.5)  # the second refit is waiting for the first
+        first.commit()
+    thread.join(30)
+    assert failures == []
+    with session_maker() as session:
+        assert session.scalar(select(func.count()).select_from(VolunteerReliability)) == 3
