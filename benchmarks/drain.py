@@ -122,10 +122,11 @@ def main() -> None:
 
     from sqlalchemy import text
 
+    from microtasks.config import normalise_database_url
     from microtasks.db import engine_for, upgrade
 
     workdir = Path(tempfile.mkdtemp(prefix="microtasks-drain-"))
-    url = args.database_url or f"sqlite:///{workdir / 'bench.db'}"
+    url = normalise_database_url(args.database_url or f"sqlite:///{workdir / 'bench.db'}")
     os.environ.update(DATABASE_URL=url, INSTANCE_DIR=str(workdir))
     os.environ.pop("REDIS_URL", None)
     engine = engine_for(url)
