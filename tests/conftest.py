@@ -8,9 +8,11 @@ each test.
 
 from __future__ import annotations
 
+import csv
 import io
 import os
 import threading
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -194,6 +196,22 @@ def make_project(client, owner, run_jobs):  # type: ignore[no-untyped-def]
     return make
 
 
+def gold_project(client, owner, run_jobs, settings: dict[str, Any], rows: list[tuple[str, str]],  # type: ignore
+                 size: tuple[int, int] = (64, 48)) -> dict[str, Any]:
+    """A project whose units come with a manifest of known (gold) answers; every new volunteer starts on gold."""
+    project = client.post("/api/v1/projects", headers=owner["headers"],
+                          json={**settings, "gold_warmup_rate": 1.0}).get_json()
+    manifest = io.StringIO()
+    csv.writer(manifest).writerows([("file", "gold"), *rows])
+    files = {name: png_bytes(*size, colour=(40 + 60 * i, 90, 140)) for i, (name, _gold) in enumerate(rows)}
+    archive = make_zip({**files, "manifest.csv": manifest.getvalue().encode()})
+    reply = client.post(f"/api/v1/projects/{project['id']}/batches", headers=owner["headers"],
+                        data={"file": (io.BytesIO(archive), "gold.zip")}, content_type="multipart/form-data")
+    assert reply.status_code == 202, reply.get_json()
+    run_jobs()
+    return project
+
+
 @pytest.fixture()
 def new_volunteer(client) -> Callable[[], dict[str, str]]:  # type: ignore[no-untyped-def]
     def make() -> dict[str, str]:
@@ -243,37 +261,57 @@ def server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
     httpd.server_close()
 
 
+def collect_problems(page, problems: list[str]) -> None:  # type: ignore[no-untyped-def]
+    """Add the page's script errors, HTTP errors (400 and up) and console errors to ``problems``."""
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+
+
 @pytest.fixture()
-def phone(browser, server):  # type: ignore[no-untyped-def]
+def pages(browser, server):  # type: ignore[no-untyped-def]
+    """A new page in a new browser context with the given options, at ``path`` if given; fail on any page error.
+
+    A test that provokes an error on purpose lists its text in ``pages.expected``.
+    """
+    contexts, problems = [], []
+
+    def new_page(path: str | None = None, **context_options: Any):  # type: ignore[no-untyped-def]
+        context = browser.new_context(**context_options)
+        context.set_default_timeout(TIMEOUT_MS)
+        contexts.append(context)
+        page = context.new_page()
+        collect_problems(page, problems)
+        if path is not None:
+            page.goto(server + path)
+        return page
+
+    new_page.expected = []  # type: ignore[attr-defined]
+    yield new_page
+    for context in contexts:
+        context.close()
+    unexpected = [p for p in problems if not any(text in p for text in new_page.expected)]  # type: ignore
+    assert not unexpected, unexpected
+
+
+@pytest.fixture()
+def phone(pages):  # type: ignore[no-untyped-def]
     """Open a project's task page as a new anonymous volunteer on a phone; fail on any page error.
 
     A test that provokes an error on purpose lists its text in ``phone.expected``.
     """
-    contexts, problems = [], []
 
     def new_page(path: str):  # type: ignore[no-untyped-def]
-        context = browser.new_context(**PHONE)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.goto(server + path)
-        return page
+        return pages(path, **PHONE)
 
     def open_page(project: dict[str, Any]):  # type: ignore[no-untyped-def]
         page = new_page(f"/p/{project['slug']}")
         wait_for_unit(page)
         return page
 
-    open_page.expected = []  # type: ignore[attr-defined]
+    open_page.expected = pages.expected  # type: ignore[attr-defined]
     open_page.new_page = new_page  # type: ignore[attr-defined]
-    yield open_page
-    for context in contexts:
-        context.close()
-    unexpected = [p for p in problems if not any(text in p for text in open_page.expected)]  # type: ignore
-    assert not unexpected, unexpected
+    return open_page
 
 
 def sign_in_with_key(page, key: str) -> None:  # type: ignore[no-untyped-def]
@@ -303,6 +341,12 @@ def wait_for_next_unit(page, previous_src: str) -> str:  # type: ignore[no-untyp
     return page.get_attribute("#unit-image", "src")
 
 
+def ahead_is_loaded(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the page has fetched the next unit's image ahead (two images fetched in all)."""
+    page.wait_for_function("() => performance.getEntriesByType('resource')"
+                           ".filter(e => e.name.includes('/media/')).length >= 2")
+
+
 def wait_for_thanks(page) -> None:  # type: ignore[no-untyped-def]
     """Wait for the end screen, in whatever language the page is in."""
     page.wait_for_selector("#done:not([hidden]) #done-title")
@@ -311,3 +355,31 @@ def wait_for_thanks(page) -> None:  # type: ignore[no-untyped-def]
 def stored(session_maker) -> list[Answer]:  # type: ignore[no-untyped-def]
     with session_maker() as session:
         return list(session.scalars(select(Answer).order_by(Answer.id)))
+
+
+def wait_for_answers(page, session_maker, n: int, seconds: float = 15) -> list[Answer]:  # type: ignore
+    """The stored answers once there are ``n`` of them (answers sent in the background take a moment).
+
+    It waits with the page's own timer, so that Playwright goes on serving the page's routes meanwhile.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answers = stored(session_maker)
+        if len(answers) >= n:
+            return answers
+        page.wait_for_timeout(100)
+    return stored(session_maker)
+
+
+def touch_drag(page, start: tuple[float, float], drag: float) -> None:  # type: ignore[no-untyped-def]
+    """Press a finger at ``start`` (screen pixels) and drag it ``drag`` pixels to the right in 8 moves."""
+    touch = page.context.new_cdp_session(page)
+
+    def finger(kind: str, x: float, y: float) -> None:
+        points = [] if kind == "touchEnd" else [{"x": x, "y": y, "id": 1}]
+        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+    finger("touchStart", *start)
+    for step in range(1, 9):
+        finger("touchMove", start[0] + drag * step / 8, start[1])
+    finger("touchEnd", start[0] + drag, start[1])

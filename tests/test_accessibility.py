@@ -20,7 +20,6 @@ is and cannot fix at its root; the same API is documented in the README.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from tests.conftest import (
     TAGGING,
     TIMEOUT_MS,
     answer,
-    make_zip,
+    gold_project,
     png_bytes,
     shoot,
     wait_for_unit,
@@ -137,24 +136,10 @@ def field_guide(v: Visit) -> None:
     v.page.wait_for_selector("#guide[open] img")
 
 
-def gold_project(v: Visit, settings: dict[str, Any], rows: list[tuple[str, str]]) -> dict[str, Any]:
-    """A project whose units have known (gold) answers, served first to every new volunteer."""
-    project = v.client.post("/api/v1/projects", headers=v.owner["headers"],
-                            json={**settings, "gold_warmup_rate": 1.0}).get_json()
-    manifest = io.StringIO()
-    csv.writer(manifest).writerows([("file", "gold"), *rows])
-    files = {name: png_bytes(640, 480, (40 + 60 * i, 90, 140)) for i, (name, _) in enumerate(rows)}
-    archive = make_zip({**files, "manifest.csv": manifest.getvalue().encode()})
-    reply = v.client.post(f"/api/v1/projects/{project['id']}/batches", headers=v.owner["headers"],
-                          data={"file": (io.BytesIO(archive), "gold.zip")}, content_type="multipart/form-data")
-    assert reply.status_code == 202, reply.get_json()
-    v.run_jobs()
-    return project
-
-
 def tagging_feedback(v: Visit) -> None:
     """A wrong answer to a practice image: the kind message over the next image; Low data on."""
-    project = gold_project(v, TAGGING, [("a.png", "dog"), ("b.png", "")])
+    project = gold_project(v.client, v.owner, v.run_jobs, TAGGING, [("a.png", "dog"), ("b.png", "")],
+                           size=(640, 480))
     v.go(f"/p/{project['slug']}")
     wait_for_unit(v.page)
     v.page.locator("#low-data").click()
@@ -165,7 +150,8 @@ def tagging_feedback(v: Visit) -> None:
 
 def marking_feedback(v: Visit) -> None:
     """After a practice image with known marks: both kinds drawn, the legend, the note and Next image."""
-    project = gold_project(v, MARKING, [("a.png", '[{"x": 420, "y": 200, "r": 60}]'), ("b.png", "")])
+    project = gold_project(v.client, v.owner, v.run_jobs, MARKING,
+                           [("a.png", '[{"x": 420, "y": 200, "r": 60}]'), ("b.png", "")], size=(640, 480))
     v.go(f"/p/{project['slug']}")
     wait_for_unit(v.page)
     v.page.locator("#surface").focus()

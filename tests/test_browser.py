@@ -19,6 +19,7 @@ from tests.conftest import (
     shoot,
     sign_in_with_key,
     stored,
+    touch_drag,
     wait_for_next_unit,
     wait_for_thanks,
 )
@@ -91,19 +92,9 @@ def test_a_circle_drawn_by_touch_is_stored_in_image_pixels(phone, make_project, 
     box = image_box(page)
     assert 300 <= box["width"] <= 345, box  # shown at about half size: the scale conversion matters
     scale = 640 / box["width"]
-    start = (box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
     drag = 40
-    touch = page.context.new_cdp_session(page)
     scroll_before = page.evaluate("window.scrollY")
-
-    def finger(kind: str, x: float, y: float) -> None:
-        points = [] if kind == "touchEnd" else [{"x": x, "y": y, "id": 1}]
-        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
-
-    finger("touchStart", *start)
-    for step in range(1, 9):
-        finger("touchMove", start[0] + drag * step / 8, start[1])
-    finger("touchEnd", start[0] + drag, start[1])
+    touch_drag(page, (box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5), drag)
     assert page.evaluate("window.scrollY") == scroll_before  # dragging on the image never scrolls
     assert page.locator("#count").inner_text() == "1 mark"
     shoot(page, "marking")

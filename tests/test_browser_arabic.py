@@ -8,17 +8,22 @@ Screenshots go to test-artifacts/ (``ar-*.png``).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import time
-from typing import Any, Callable, Iterator
 
 import pytest
-from sqlalchemy import select
 
-from microtasks.models import Answer
-from tests.conftest import MARKING, PHONE, TAGGING, TIMEOUT_MS, make_zip, png_bytes, shoot, wait_for_unit
+from tests.conftest import (
+    MARKING,
+    PHONE,
+    TAGGING,
+    ahead_is_loaded,
+    gold_project,
+    shoot,
+    touch_drag,
+    wait_for_answers,
+    wait_for_next_unit,
+    wait_for_unit,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -29,29 +34,6 @@ TAGGING_AR = {**TAGGING, "instructions": "Which animal is in the picture?", "lan
                                       "labels": LABELS_AR}}}
 MARKING_AR = {**MARKING, "languages": ["en", "ar"],
               "translations": {"ar": {"name": "فوهات القمر", "instructions": "ضع دائرة حول كل فوهة."}}}
-
-
-def stored(session_maker) -> list[Answer]:  # type: ignore[no-untyped-def]
-    with session_maker() as session:
-        return list(session.scalars(select(Answer).order_by(Answer.id)))
-
-
-def wait_for_answers(page, session_maker, n: int, seconds: float = 15) -> list[Answer]:  # type: ignore
-    """The stored answers once there are ``n`` of them, waiting with the page's own timer."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        answers = stored(session_maker)
-        if len(answers) >= n:
-            return answers
-        page.wait_for_timeout(100)
-    return stored(session_maker)
-
-
-def wait_for_next_unit(page, previous_src: str) -> str:  # type: ignore[no-untyped-def]
-    page.wait_for_function(
-        "src => document.getElementById('task').getAttribute('aria-busy') === 'false'"
-        " && document.getElementById('unit-image').getAttribute('src') !== src", arg=previous_src)
-    return page.get_attribute("#unit-image", "src")
 
 
 def wait_for_thanks(page) -> None:  # type: ignore[no-untyped-def]
@@ -75,17 +57,7 @@ def draw_circle_by_touch(page, fx: float, fy: float, drag: float) -> float:  # t
     """Press a finger at (fx, fy) of the image's box and drag it ``drag`` screen pixels to the right; return the
     image's width on screen."""
     box = page.locator("#unit-image").bounding_box()
-    start = (box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
-    touch = page.context.new_cdp_session(page)
-
-    def finger(kind: str, x: float, y: float) -> None:
-        points = [] if kind == "touchEnd" else [{"x": x, "y": y, "id": 1}]
-        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
-
-    finger("touchStart", *start)
-    for step in range(1, 9):
-        finger("touchMove", start[0] + drag * step / 8, start[1])
-    finger("touchEnd", start[0] + drag, start[1])
+    touch_drag(page, (box["x"] + box["width"] * fx, box["y"] + box["height"] * fy), drag)
     return box["width"]
 
 
@@ -98,49 +70,10 @@ def place_crater_with_keys(page) -> None:  # type: ignore[no-untyped-def]
     page.keyboard.press("Enter")
 
 
-def gold_project(client, owner, run_jobs, settings: dict[str, Any], rows: list[tuple[str, str]],  # type: ignore
-                 size: tuple[int, int] = (64, 48)) -> dict[str, Any]:
-    """A project whose units have known (gold) answers from a manifest; every new volunteer starts on gold."""
-    project = client.post("/api/v1/projects", headers=owner["headers"],
-                          json={**settings, "gold_warmup_rate": 1.0}).get_json()
-    manifest = io.StringIO()
-    csv.writer(manifest).writerows([("file", "gold"), *rows])
-    files = {name: png_bytes(*size, colour=(40 + 60 * i, 90, 140)) for i, (name, _gold) in enumerate(rows)}
-    reply = client.post(f"/api/v1/projects/{project['id']}/batches", headers=owner["headers"],
-                        data={"file": (io.BytesIO(make_zip({**files, "manifest.csv": manifest.getvalue().encode()})),
-                                       "gold.zip")}, content_type="multipart/form-data")
-    assert reply.status_code == 202, reply.get_json()
-    run_jobs()
-    return project
-
-
-@pytest.fixture()
-def opened(browser, server) -> Iterator[Callable[..., Any]]:  # type: ignore[no-untyped-def]
-    """Open a path in a new browser context with the given options; fail on any page error."""
-    contexts, problems, expected = [], [], []
-
-    def open_(path: str, **options: Any):  # type: ignore[no-untyped-def]
-        context = browser.new_context(**options)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        page.goto(server + path)
-        return page
-
-    open_.expected = expected  # type: ignore[attr-defined]
-    yield open_
-    for context in contexts:
-        context.close()
-    assert [p for p in problems if not any(text in p for text in expected)] == []
-
-
-def test_tagging_by_touch_in_arabic_on_a_phone(opened, make_project, session_maker):
+def test_tagging_by_touch_in_arabic_on_a_phone(pages, make_project, session_maker):
     """At 360x640 in Arabic: the labels' Arabic names, right to left; two taps finish the task."""
     project = make_project(TAGGING_AR, n=2)
-    page = opened(f"/p/{project['slug']}?lang=ar", **PHONE)
+    page = pages(f"/p/{project['slug']}?lang=ar", **PHONE)
     wait_for_unit(page)
     assert is_arabic(page)
     assert page.get_by_role("heading", level=1).inner_text() == "قطط وكلاب"
@@ -162,10 +95,10 @@ def test_tagging_by_touch_in_arabic_on_a_phone(opened, make_project, session_mak
 
 
 @pytest.mark.parametrize("options", [DESKTOP, PHONE], ids=["1280x800", "360x640"])
-def test_tagging_by_keyboard_alone_in_arabic(opened, make_project, session_maker, options):
+def test_tagging_by_keyboard_alone_in_arabic(pages, make_project, session_maker, options):
     """Tab to a label and press Enter; focus moves to the next image's first label; Enter again finishes."""
     project = make_project(TAGGING_AR, n=2, size=(640, 480))
-    page = opened(f"/p/{project['slug']}?lang=ar", **options)
+    page = pages(f"/p/{project['slug']}?lang=ar", **options)
     wait_for_unit(page)
     assert is_arabic(page)
     tab_to(page, "e.dataset.label === 'dog'", "the label كلب")
@@ -180,13 +113,13 @@ def test_tagging_by_keyboard_alone_in_arabic(opened, make_project, session_maker
     assert sorted(a.payload["label"] for a in wait_for_answers(page, session_maker, 2)) == ["cat", "dog"]
 
 
-def test_a_crater_drawn_by_touch_in_arabic_is_stored_as_the_same_drawing_in_english(opened, make_project,
+def test_a_crater_drawn_by_touch_in_arabic_is_stored_as_the_same_drawing_in_english(pages, make_project,
                                                                                       session_maker):
     """The same finger drag in Arabic and in English stores the same circle, in image pixels: not mirrored."""
     project = make_project({**MARKING_AR, "redundancy": 2}, n=1, size=(640, 480))
     drag, shown = 40, {}
     for lang in ("ar", "en"):
-        page = opened(f"/p/{project['slug']}?lang={lang}", **PHONE)
+        page = pages(f"/p/{project['slug']}?lang={lang}", **PHONE)
         wait_for_unit(page)
         assert page.evaluate("getComputedStyle(document.getElementById('stage')).direction") == "ltr"
         shown[lang] = draw_circle_by_touch(page, 0.25, 0.5, drag)
@@ -204,11 +137,11 @@ def test_a_crater_drawn_by_touch_in_arabic_is_stored_as_the_same_drawing_in_engl
 
 
 @pytest.mark.parametrize("options", [DESKTOP, PHONE], ids=["1280x800", "360x640"])
-def test_a_crater_placed_by_keyboard_alone_in_arabic_is_not_mirrored(opened, make_project, session_maker,
+def test_a_crater_placed_by_keyboard_alone_in_arabic_is_not_mirrored(pages, make_project, session_maker,
                                                                      options):
     """ArrowRight moves the cursor right in Arabic too: the stored circle is the English test's, in pixels."""
     project = make_project(MARKING_AR, n=1, size=(640, 480))
-    page = opened(f"/p/{project['slug']}?lang=ar", **options)
+    page = pages(f"/p/{project['slug']}?lang=ar", **options)
     wait_for_unit(page)
     assert is_arabic(page)
     tab_to(page, "e.id === 'surface'", "the drawing area")
@@ -223,11 +156,11 @@ def test_a_crater_placed_by_keyboard_alone_in_arabic_is_not_mirrored(opened, mak
     assert answer.payload == {"marks": [{"x": 339.2, "y": 304.0, "r": 32.0}]}  # as in tests/test_browser.py
 
 
-def test_the_language_switch_changes_the_page_and_is_remembered(opened, make_project):
+def test_the_language_switch_changes_the_page_and_is_remembered(pages, make_project):
     """English page → العربية: the page turns Arabic and right to left; the next page stays Arabic; English
     switches back on the same page."""
     project = make_project(TAGGING_AR, n=1)
-    page = opened("/", **PHONE)
+    page = pages("/", **PHONE)
     assert page.evaluate("document.documentElement.dir") == "ltr"
     switch = page.get_by_role("navigation", name="Language")
     assert switch.get_by_role("link", name="English").get_attribute("aria-current") == "true"
@@ -250,10 +183,10 @@ def test_the_language_switch_changes_the_page_and_is_remembered(opened, make_pro
     assert page.get_by_role("button", name="cat").is_visible()
 
 
-def test_gold_feedback_on_tagging_is_in_arabic(opened, client, owner, run_jobs):
+def test_gold_feedback_on_tagging_is_in_arabic(pages, client, owner, run_jobs):
     """After a practice image the kind message is Arabic and names the known answer by its Arabic name."""
     project = gold_project(client, owner, run_jobs, TAGGING_AR, [("a.png", "dog"), ("b.png", "")])
-    page = opened(f"/p/{project['slug']}?lang=ar", **PHONE)
+    page = pages(f"/p/{project['slug']}?lang=ar", **PHONE)
     wait_for_unit(page)
     page.get_by_role("button", name="قطة").tap()
     message = page.get_by_role("status").filter(has_text="صورة تدريبية")
@@ -262,13 +195,13 @@ def test_gold_feedback_on_tagging_is_in_arabic(opened, client, owner, run_jobs):
     shoot(page, "ar-gold-tagging")
 
 
-def test_gold_feedback_on_marks_is_in_arabic_and_draws_the_known_marks_unmirrored(opened, client, owner,
+def test_gold_feedback_on_marks_is_in_arabic_and_draws_the_known_marks_unmirrored(pages, client, owner,
                                                                                    run_jobs):
     """The known marks of a practice image are drawn where they are in the image, with an Arabic note."""
     known = [{"x": 420, "y": 200, "r": 60}]
     project = gold_project(client, owner, run_jobs, MARKING_AR, [("a.png", json.dumps(known)), ("b.png", "")],
                            size=(640, 480))
-    page = opened(f"/p/{project['slug']}?lang=ar", **PHONE)
+    page = pages(f"/p/{project['slug']}?lang=ar", **PHONE)
     wait_for_unit(page)
     box = page.locator("#unit-image").bounding_box()
     page.touchscreen.tap(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
@@ -283,14 +216,13 @@ def test_gold_feedback_on_marks_is_in_arabic_and_draws_the_known_marks_unmirrore
     shoot(page, "ar-gold-marking")
 
 
-def test_offline_answers_are_explained_in_arabic(opened, make_project, session_maker):
+def test_offline_answers_are_explained_in_arabic(pages, make_project, session_maker):
     """Offline, answers wait on the device and the page says so in Arabic; back online they are stored."""
     project = make_project(TAGGING_AR, n=4)
-    page = opened(f"/p/{project['slug']}?lang=ar", **PHONE)
-    opened.expected.append("ERR_INTERNET_DISCONNECTED")
+    page = pages(f"/p/{project['slug']}?lang=ar", **PHONE)
+    pages.expected.append("ERR_INTERNET_DISCONNECTED")
     wait_for_unit(page)
-    page.wait_for_function("() => performance.getEntriesByType('resource')"
-                           ".filter(e => e.name.includes('/media/')).length >= 2")  # the next image is here
+    ahead_is_loaded(page)  # the next image is here
     page.context.set_offline(True)
     first = page.get_attribute("#unit-image", "src")
     page.get_by_role("button", name="قطة").tap()

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from tests.conftest import TAGGING, answer
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, TIMEOUT_MS, shoot, sign_in_with_key
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, TIMEOUT_MS, collect_problems, shoot, sign_in_with_key
 
 pytestmark = pytest.mark.browser
 
@@ -54,9 +54,7 @@ class Chromium:
         context = self._browser.new_context(**PHONE)
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
-        page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        page.on("response", lambda r: self.problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
-        page.on("console", lambda m: self.problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        collect_problems(page, self.problems)
         page.goto(self.base_url + path)
         return page
 

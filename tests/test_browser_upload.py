@@ -16,7 +16,18 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, PHONE, TAGGING, TIMEOUT_MS, make_zip, png_bytes, shoot, sign_in_with_key
+from tests.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PHONE,
+    TAGGING,
+    TIMEOUT_MS,
+    collect_problems,
+    make_zip,
+    png_bytes,
+    shoot,
+    sign_in_with_key,
+)
 from tests.test_importing import photo
 
 pytestmark = pytest.mark.browser
@@ -34,9 +45,7 @@ def upload_on_the_page(server: str, key: str, project_name: str, archive: Path,
             context = chromium.new_context(**PHONE)
             context.set_default_timeout(TIMEOUT_MS)
             page = context.new_page()
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+            collect_problems(page, problems)
             page.goto(server + "/owner/login")
             sign_in_with_key(page, key)
             page.get_by_role("link", name=project_name).tap()

@@ -8,28 +8,27 @@ test-artifacts/.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import io
 import json
 import re
-import time
 from datetime import datetime, timezone
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
-from microtasks.models import Answer, Assignment, Unit, UnitState
+from microtasks.models import Assignment, Unit, UnitState
 from tests.conftest import (
     MARKING,
     PHONE,
     TAGGING,
-    TIMEOUT_MS,
-    make_zip,
+    ahead_is_loaded,
+    gold_project,
     png_bytes,
     shoot,
     stored,
+    wait_for_answers,
     wait_for_next_unit,
     wait_for_thanks,
     wait_for_unit,
@@ -39,65 +38,6 @@ pytestmark = pytest.mark.browser
 
 #: HTML, CSS and JavaScript a phone downloads before the first image, gzip-compressed (issue #7).
 BUDGET_BYTES = 60_000
-
-
-def wait_for_answers(page, session_maker, n: int, seconds: float = 15) -> list[Answer]:  # type: ignore
-    """The stored answers once there are ``n`` of them (answers sent in the background take a moment).
-
-    It waits with the page's own timer, so that Playwright goes on serving the page's routes meanwhile.
-    """
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        answers = stored(session_maker)
-        if len(answers) >= n:
-            return answers
-        page.wait_for_timeout(100)
-    return stored(session_maker)
-
-
-def ahead_is_loaded(page) -> None:  # type: ignore[no-untyped-def]
-    """Wait until the page has fetched the next unit's image ahead (two images fetched in all)."""
-    page.wait_for_function("() => performance.getEntriesByType('resource')"
-                           ".filter(e => e.name.includes('/media/')).length >= 2")
-
-
-@pytest.fixture()
-def desktop(browser, server) -> Iterator[Callable[..., Any]]:  # type: ignore[no-untyped-def]
-    """A page in a new browser context with the given options (not opened yet); fail on any page error."""
-    contexts, problems = [], []
-
-    def new_page(**options: Any):  # type: ignore[no-untyped-def]
-        context = browser.new_context(**options)
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.on("response", lambda r: problems.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
-        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-        return page
-
-    yield new_page
-    for context in contexts:
-        context.close()
-    assert not problems, problems
-
-
-def gold_project(client, owner, run_jobs, settings: dict[str, Any], rows: list[tuple[str, str]],  # type: ignore
-                 size: tuple[int, int] = (64, 48)) -> dict[str, Any]:
-    """A project whose units come with a manifest of known (gold) answers; every new volunteer starts on gold."""
-    project = client.post("/api/v1/projects", headers=owner["headers"],
-                          json={**settings, "gold_warmup_rate": 1.0}).get_json()
-    manifest = io.StringIO()
-    writer = csv.writer(manifest)
-    writer.writerow(["file", "gold"])
-    writer.writerows(rows)
-    files = {name: png_bytes(*size, colour=(40 + 60 * i, 90, 140)) for i, (name, _) in enumerate(rows)}
-    archive = make_zip({**files, "manifest.csv": manifest.getvalue().encode()})
-    reply = client.post(f"/api/v1/projects/{project['id']}/batches", headers=owner["headers"],
-                        data={"file": (io.BytesIO(archive), "gold.zip")}, content_type="multipart/form-data")
-    assert reply.status_code == 202, reply.get_json()
-    run_jobs()
-    return project
 
 
 def test_the_project_list_filters_by_topic_with_time_and_progress(phone, make_project, client, new_volunteer):
@@ -250,10 +190,10 @@ def test_the_end_screen_shows_the_answers_and_the_data_used(phone, make_project,
     shoot(page, "session-end")
 
 
-def test_ten_active_minutes_bring_the_end_screen_and_keep_going_continues(desktop, server, make_project):
+def test_ten_active_minutes_bring_the_end_screen_and_keep_going_continues(pages, server, make_project):
     """After ten active minutes the next answer opens the end screen; Keep going sets the next ten minutes."""
     project = make_project(TAGGING, n=3)
-    page = desktop(**PHONE)
+    page = pages(**PHONE)
     page.clock.install()
     page.goto(f"{server}/p/{project['slug']}")
     wait_for_unit(page)
@@ -392,11 +332,10 @@ def test_right_to_left_pages_mirror_the_layout_but_not_the_image(phone, make_pro
     assert [a.payload for a in wait_for_answers(page, session_maker, 1)] == [{"label": "cat"}]
 
 
-def test_a_tagging_task_on_a_desktop_screen(desktop, server, make_project, session_maker):
+def test_a_tagging_task_on_a_desktop_screen(pages, make_project, session_maker):
     """At 1280x800 with a mouse, the image stays within the screen and a click on a label answers."""
     project = make_project({**TAGGING, "instructions": "Which animal is in the picture?"}, n=2, size=(640, 480))
-    page = desktop(viewport={"width": 1280, "height": 800})
-    page.goto(f"{server}/p/{project['slug']}")
+    page = pages(f"/p/{project['slug']}", viewport={"width": 1280, "height": 800})
     wait_for_unit(page)
     box = page.locator("#unit-image").bounding_box()
     assert box["y"] + box["height"] <= 800 and box["width"] <= 660
