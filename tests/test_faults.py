@@ -103,6 +103,29 @@ def test_the_sweep_queues_consensus_lost_with_redis(session_maker, dispatcher, p
     assert session.scalars(select(ConsensusResult.n_answers).where(ConsensusResult.unit_id == unit_id)).one() == 2
 
 
+def test_the_sweep_leaves_a_unit_whose_consensus_is_being_computed(session_maker, dispatcher, project_with,
+                                                                     redis_db):
+    """A unit out of the due set but not lost (a drain job took it and commits a moment later) is not queued
+    again: the sweep looks twice, some seconds apart."""
+    from microtasks.results import compute_consensus
+    from workers.connection import DUE_KEY
+    from workers.jobs import sweep
+
+    project_id = project_with(n=1, redundancy=2)
+    for volunteer_id in volunteers(session_maker, 2):
+        (unit_id,) = lease(session_maker, dispatcher, project_id, volunteer_id)
+        answer(session_maker, dispatcher, project_id, volunteer_id, unit_id)
+    redis_db.delete(DUE_KEY)  # a drain job has taken it
+    sweeping = threading.Thread(target=sweep)
+    sweeping.start()
+    time.sleep(1.5)  # the sweep's first look is done
+    with session_maker() as session:
+        compute_consensus(session, [unit_id])
+        session.commit()
+    sweeping.join(30)
+    assert redis_db.scard(DUE_KEY) == 0
+
+
 def test_the_sweep_queues_webhook_deliveries_lost_with_redis(session_maker, project_with, redis_db):
     """Undelivered events whose job Redis lost are queued again; delivered, recent or exhausted ones are not."""
     from workers.jobs import LOST_AFTER, sweep

@@ -7,6 +7,7 @@ registry; a job run twice writes the same result (results are upserts keyed by u
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -172,19 +173,34 @@ def sweep() -> dict:
     return lost
 
 
+#: Seconds the sweep waits before it looks again at units that seem lost: a drain job may have
+#: taken them from the due set and not committed yet, or an answer's request not queued them yet.
+RECHECK_SECONDS = 5
+
+
 def _sweep_consensus(session: Session, connection: "redis.Redis") -> int:
+    lost = _unqueued(session, connection)
+    if lost:
+        session.commit()  # the next look sees what was committed meanwhile
+        time.sleep(RECHECK_SECONDS)
+        lost = sorted(set(lost) & set(_unqueued(session, connection)))
+    queued = enqueue_consensus(connection, lost)
+    hand_over_drain(connection)  # units waiting for a drain job whose flag outlived it
+    return queued
+
+
+def _unqueued(session: Session, connection: "redis.Redis") -> list[tuple[int, int]]:
+    """``(unit, answers)`` of the units that have all their answers, no consensus over them, and no place in the due set."""
     due = session.execute(
         select(Unit.id, Unit.answer_count).outerjoin(ConsensusResult, ConsensusResult.unit_id == Unit.id)
         .where(Unit.state == UnitState.retired, Unit.gold.is_(None), Unit.answer_count > 0,
                or_(ConsensusResult.id.is_(None), ConsensusResult.n_answers != Unit.answer_count))).all()
-    lost = []
+    unqueued = []
     for start in range(0, len(due), 5000):
         chunk = due[start:start + 5000]
         waiting = connection.smismember(DUE_KEY, [f"{unit_id}:{count}" for unit_id, count in chunk])
-        lost += [(unit_id, count) for (unit_id, count), known in zip(chunk, waiting) if not known]
-    queued = enqueue_consensus(connection, lost)
-    hand_over_drain(connection)  # units waiting for a drain job whose flag outlived it
-    return queued
+        unqueued += [(unit_id, count) for (unit_id, count), known in zip(chunk, waiting) if not known]
+    return unqueued
 
 
 def _sweep_imports(session: Session, connection: "redis.Redis") -> int:
@@ -214,8 +230,6 @@ def import_batch(batch_id: int) -> dict:
     ``total`` are committed about every half second; the units are inserted only at the
     end, in the same transaction that marks the batch done, so a crash leaves none.
     """
-    from time import monotonic
-
     from microtasks.models import BatchKind
 
     with job_session() as (settings, session):
@@ -231,9 +245,9 @@ def import_batch(batch_id: int) -> dict:
         def progress(processed: int, total: int) -> None:
             nonlocal last_commit
             batch.processed, batch.total = processed, total
-            if processed == 0 or monotonic() - last_commit >= 0.5:
+            if processed == 0 or time.monotonic() - last_commit >= 0.5:
                 session.commit()  # only the batch row is dirty: units are added at the end
-                last_commit = monotonic()
+                last_commit = time.monotonic()
 
         try:
             if batch.kind is BatchKind.tiles:
