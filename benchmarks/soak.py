@@ -27,15 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from rq import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faults import Load, Services, final_checks, percentile, queue  # noqa: E402
+from faults import Load, Services, children, final_checks, percentile, queue  # noqa: E402
 
 #: "Flat": memory grows by less than this, by the least-squares slope of the run's second half.
 FLAT_MB_PER_MIN = 1.0
-#: A child of an RQ worker younger than this is a work horse (one job), not its scheduler.
-HORSE_SECONDS = 10
 
 
 def memory_kb(pid: int) -> tuple[int, int, int]:
@@ -65,13 +64,18 @@ def age_seconds(pid: int) -> float:
     return uptime - started / os.sysconf("SC_CLK_TCK")
 
 
-def long_lived(services: Services) -> dict[str, list[int]]:
+def long_lived(services: Services, connection: redis.Redis) -> dict[str, list[int]]:
     """The processes to watch, by role. An RQ worker's children are its scheduler, running as long as
-    the worker, and the work horse of the job at hand, forked per job: those younger than
-    :data:`HORSE_SECONDS` are left out."""
+    the worker, and, while the worker has a job, the work horse forked for that job (its youngest
+    child): the horses are left out."""
     roles = services.processes()
-    roles["rq workers"] = [pid for pid in roles["rq workers"]
-                           if any(pid == worker.pid for worker in services.workers) or age_seconds(pid) > HORSE_SECONDS]
+    busy = {worker.pid for worker in Worker.all(connection=connection) if worker.get_current_job_id()}
+    horses = set()
+    for worker in services.workers:
+        kids = sorted(children(worker.pid), key=age_seconds)
+        if worker.pid in busy and kids:
+            horses.add(kids[0])
+    roles["rq workers"] = [pid for pid in roles["rq workers"] if pid not in horses]
     return roles
 
 
@@ -86,7 +90,7 @@ class Samples:
 
     def take(self, services: Services, load: Load, start: float, connection: redis.Redis) -> None:
         self.times.append(time.perf_counter() - start)
-        for role, pids in long_lived(services).items():
+        for role, pids in long_lived(services, connection).items():
             sizes = [memory_kb(pid) for pid in pids]
             self.roles.setdefault(role, []).append((sum(1 for rss, _, _ in sizes if rss),
                                                     *(sum(size[i] for size in sizes) / 1024 for i in range(3))))
