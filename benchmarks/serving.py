@@ -262,7 +262,7 @@ def main() -> None:
                         choices=["depth_first", "breadth_first", "random", "priority"], help="the project's strategy")
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker")
-    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class (gthread, gevent)")
+    parser.add_argument("--worker-class", default="sync", help="gunicorn worker class (sync, as the Procfile; gthread, gevent)")
     parser.add_argument("--port", type=int, default=5077, help="port for the server under test")
     parser.add_argument("--profile", type=Path, default=None,
                         help="record the web workers with py-spy during the serving loop into this file")
