@@ -204,7 +204,8 @@ def compute_consensus(session: Session, unit_ids: list[int], job_id: str | None 
         project = session.get(Project, project_id)
         loaded = None
         if project.task_type is TaskType.tagging and not project.multi_select:
-            loaded = load_model(session, project_id, sorted({v for given in project_answers.values() for v, _ in given}))
+            volunteers = sorted({v for given in project_answers.values() for v, _ in given})
+            loaded = load_model(session, project_id, volunteers)
         model, fitted = loaded if loaded else (None, None)
         for unit_id, values in aggregate_units(project, project_answers, model, fitted).items():
             given = project_answers[unit_id]

@@ -151,6 +151,7 @@ def _decide(session: Session, unit_ids: list[int], projects: set[int]) -> tuple[
 LOST_AFTER = timedelta(minutes=2)
 
 
+#: The sweep's warning when it queued anything again (the fault suite counts the units from it).
 SWEEP_LOG = "queued again, their jobs lost: consensus of %d units, %d webhook deliveries, %d imports"
 
 
@@ -190,7 +191,7 @@ def _sweep_consensus(session: Session, connection: "redis.Redis") -> int:
 
 
 def _unqueued(session: Session, connection: "redis.Redis") -> list[tuple[int, int]]:
-    """``(unit, answers)`` of the units that have all their answers, no consensus over them, and no place in the due set."""
+    """``(unit, answers)`` of the units with all their answers, no consensus over them and no place in the due set."""
     due = session.execute(
         select(Unit.id, Unit.answer_count).outerjoin(ConsensusResult, ConsensusResult.unit_id == Unit.id)
         .where(Unit.state == UnitState.retired, Unit.gold.is_(None), Unit.answer_count > 0,
