@@ -322,6 +322,27 @@ def test_without_one_a_random_secret_key_is_kept_in_the_instance_folder(settings
     assert keys[0] == keys[2] != keys[1] and len(keys[0]) >= 43
 
 
+def test_rotating_the_secret_key_keeps_volunteers_and_owners_signed_in(settings, redis_db, owner):
+    """With the old key among SECRET_KEY_FALLBACKS, tokens and sessions it signed still work; without, they end."""
+    from web import create_app
+
+    def app_with(key: str, fallbacks: str = ""):  # type: ignore[no-untyped-def]
+        return create_app({"TESTING": True, "SECRET_KEY": key, "SECRET_KEY_FALLBACKS": fallbacks,
+                           "SETTINGS": settings, "REDIS": redis_db})
+
+    before = app_with("old key").test_client()
+    token = {"X-Volunteer-Token": before.post("/api/v1/volunteers").get_json()["token"]}
+    sign_in(before, owner)
+    session_cookie = before.get_cookie("session").value
+    rotated, forgotten = app_with("new key", "older key, old key").test_client(), app_with("new key").test_client()
+    for client in (rotated, forgotten):
+        client.set_cookie("session", session_cookie)
+    assert rotated.get("/api/v1/volunteers/me", headers=token).status_code == 200
+    assert rotated.get("/owner/").status_code == 200
+    assert forgotten.get("/api/v1/volunteers/me", headers=token).status_code == 401
+    assert forgotten.get("/owner/").status_code == 302  # back to the sign-in page
+
+
 def test_no_secret_key_is_written_in_the_code():
     """No file of the app assigns a literal to SECRET_KEY (tests and benchmarks set their own, for their runs)."""
     literal = re.compile(r"""(?i)secret_?key['"]?\]?\s*[:=,]\s*[rbf]?['"]""")

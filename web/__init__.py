@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,13 @@ from microtasks.db import session_factory
 from microtasks.serving import Dispatcher
 from web.extensions import State, close_db, error_body, error_page, init_errors
 from workers.connection import connect
+
+
+def _key_list(value: str | list[str] | None) -> list[str]:
+    """Earlier secret keys, from a list or a comma-separated string."""
+    if isinstance(value, str):
+        value = value.split(",")
+    return [key.strip() for key in value or [] if key.strip()]
 
 
 def _secret_key(settings: Settings) -> str:
@@ -90,7 +98,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then ``MICROTASKS_*`` environment variables, then ``config``.
 
     Settings: ``DATABASE_URL``, ``REDIS_URL``, ``INSTANCE_DIR``, ``MEDIA_DIR`` (see
-    :class:`microtasks.config.Settings`), ``SECRET_KEY``, ``MAX_CONTENT_LENGTH``, and
+    :class:`microtasks.config.Settings`), ``SECRET_KEY``, ``SECRET_KEY_FALLBACKS`` (earlier keys,
+    comma-separated, still accepted for volunteer tokens and owner sessions while keys are
+    rotated), ``MAX_CONTENT_LENGTH``, and
     ``TRUSTED_PROXIES``: how many reverse proxies stand in front of the app (0 by default). Behind
     them, each request's address, scheme and host are read from their ``X-Forwarded-For``,
     ``-Proto`` and ``-Host``, so rate limits see the volunteer's address and cookies are Secure over HTTPS.
@@ -103,9 +113,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
     settings: Settings = app.config.get("SETTINGS") or Settings.from_env()
     if not app.config.get("SECRET_KEY"):
-        import os
-
         app.config["SECRET_KEY"] = os.environ.get("SECRET_KEY") or _secret_key(settings)
+    app.config["SECRET_KEY_FALLBACKS"] = _key_list(app.config.get("SECRET_KEY_FALLBACKS")
+                                                   or os.environ.get("SECRET_KEY_FALLBACKS"))
     proxies = int(app.config.get("TRUSTED_PROXIES") or 0)
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies,  # type: ignore[method-assign]

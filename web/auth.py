@@ -102,7 +102,8 @@ def owner_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _signer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.secret_key, salt="volunteer")
+    """Signs with ``SECRET_KEY``; also accepts tokens signed with one of ``SECRET_KEY_FALLBACKS``."""
+    return URLSafeSerializer([*current_app.config["SECRET_KEY_FALLBACKS"], current_app.secret_key], salt="volunteer")
 
 
 def volunteer_token(volunteer: Volunteer) -> str:
