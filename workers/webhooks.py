@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 import urllib.error
 import urllib.request
+from datetime import datetime
 
 import redis
 from rq import Queue, Retry
@@ -21,6 +21,7 @@ from workers.connection import queue
 
 #: Seconds to wait for a receiver.
 TIMEOUT = 10
+#: The job that posts one delivery.
 DELIVER = "workers.webhooks.deliver_webhook"
 #: Waits between attempts: 10 s, 1 min, 5 min, 30 min, 2 h, 6 h; then the job stays in the failed registry.
 BACKOFF = [10, 60, 300, 1800, 7200, 21600]
