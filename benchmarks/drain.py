@@ -82,10 +82,10 @@ def drain(url: str, unit_ids: list[int], profile: bool) -> tuple[float, int]:
     """Queue the units and drain them; (seconds, statements)."""
     from sqlalchemy import event
 
+    from microtasks.config import Settings
     from microtasks.db import engine_for
     from workers.connection import DUE_KEY, connect, enqueue_consensus
     from workers.jobs import drain_consensus
-    from microtasks.config import Settings
 
     connection = connect(Settings.from_env())
     connection.delete(DUE_KEY)
