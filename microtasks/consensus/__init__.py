@@ -7,6 +7,8 @@ Fitted results live in attributes ending in ``_``.
 Label aggregators (:class:`Wawa`, :class:`DawidSkene`, :class:`OneCoinDawidSkene`,
 :class:`BayesianDawidSkene`) also take ``gold`` (unit -> known label) in ``fit`` and give
 each volunteer a reliability (``skills_``) with its uncertainty (``skills_std_``).
+:class:`MultiLabelDawidSkene` does the same for multi-label tagging (a list of tags per
+answer), where :class:`MultiLabelMajority` only counts.
 :data:`LABEL_METHODS` names them for the command line; :data:`DEFAULT_LABEL_METHOD`
 is the one recommended for a project whose volunteers are not yet known
 (see ``benchmarks/RESULTS.md``).
@@ -22,6 +24,7 @@ from microtasks.consensus.craters import CraterClustering
 from microtasks.consensus.dawid_skene import BayesianDawidSkene, DawidSkene, OneCoinDawidSkene
 from microtasks.consensus.majority import MajorityVote, MultiLabelMajority
 from microtasks.consensus.marks import MarkMajority
+from microtasks.consensus.multilabel import MultiLabelDawidSkene
 from microtasks.consensus.wawa import Wawa
 
 #: Label aggregators by the name the command line uses.
@@ -44,6 +47,7 @@ __all__ = [
     "LabelAggregator",
     "MajorityVote",
     "MarkMajority",
+    "MultiLabelDawidSkene",
     "MultiLabelMajority",
     "OneCoinDawidSkene",
     "Wawa",

@@ -87,6 +87,63 @@ class ReliabilityModel:
 
     @classmethod
     def from_json(cls, data: dict[str, Any], confusions: dict[Hashable, Any]) -> "ReliabilityModel":
-        return cls(labels=tuple(data["labels"]), prior=np.asarray(data["prior"], dtype=float),
-                   typical=np.asarray(data["typical"], dtype=float),
-                   confusions={k: np.asarray(v, dtype=float) for k, v in confusions.items()})
+        """The model :meth:`to_json` wrote (a :class:`TagReliabilityModel` when it says so)."""
+        kind = TagReliabilityModel if data.get("kind") == TagReliabilityModel.kind else ReliabilityModel
+        return kind(labels=tuple(data["labels"]), prior=np.asarray(data["prior"], dtype=float),
+                    typical=np.asarray(data["typical"], dtype=float),
+                    confusions={k: np.asarray(v, dtype=float) for k, v in confusions.items()})
+
+
+@dataclass(frozen=True)
+class TagReliabilityModel(ReliabilityModel):
+    r"""Parameters of a fitted multi-label model (:class:`~microtasks.consensus.MultiLabelDawidSkene`).
+
+    :attr:`labels` are the tags and :attr:`prior` their prevalences; each volunteer's matrix is
+    2 x 2, rows the truth (absent, present) and columns the answer (unticked, ticked):
+    :math:`\begin{pmatrix} \beta & 1 - \beta \\ 1 - \alpha & \alpha \end{pmatrix}` with
+    :math:`\alpha` the sensitivity and :math:`\beta` the specificity.
+
+    Example:
+        >>> model = TagReliabilityModel(labels=("sky", "sea"), prior=np.array([0.5, 0.2]),
+        ...                             typical=np.array([[0.9, 0.1], [0.2, 0.8]]), confusions={})
+        >>> model.posterior([("a", ["sky"]), ("b", ["sky", "sea"])]).round(3).tolist()
+        [0.985, 0.308]
+    """
+
+    kind = "tags"
+
+    @classmethod
+    def from_fitted(cls, fitted: Any, answers_per_volunteer: pd.Series | None = None) -> "TagReliabilityModel":
+        """From a fitted :class:`~microtasks.consensus.MultiLabelDawidSkene`.
+
+        Each coin is its posterior mean under the fit's Beta prior rather than the fit's
+        mode, so no volunteer is ever certain: one unusual tick on a new unit must not veto it.
+        """
+        decisions: pd.DataFrame = fitted.decisions_
+        right, wrong = fitted.correct_prior, fitted.wrong_prior
+        sensitivity = ((decisions["present_hits"] + right) / (decisions["present"] + right + wrong)).to_numpy()
+        specificity = ((decisions["absent_hits"] + right) / (decisions["absent"] + right + wrong)).to_numpy()
+        stacked = np.stack([np.column_stack([specificity, 1 - specificity]),
+                            np.column_stack([1 - sensitivity, sensitivity])], axis=1)
+        confusions = {v: stacked[i] for i, v in enumerate(decisions.index)}
+        typical = stacked.mean(axis=0) if len(stacked) else np.array([[right, wrong], [wrong, right]]) / (right + wrong)
+        return cls(labels=tuple(fitted.priors_.index), prior=fitted.priors_.to_numpy(dtype=float), typical=typical,
+                   confusions=confusions)
+
+    def posterior(self, answers: Sequence[tuple[Hashable, Sequence[Hashable]]]) -> np.ndarray:
+        """Probability that each tag of :attr:`labels` is on one unit, from its ``(volunteer, tags)`` answers.
+
+        A tag the model does not know is skipped.
+        """
+        index = {label: i for i, label in enumerate(self.labels)}
+        prior = np.clip(self.prior, _EPS, 1 - _EPS)
+        logits = np.log(prior) - np.log1p(-prior)
+        for volunteer, tags in answers:
+            matrix = np.clip(self.confusions.get(volunteer, self.typical), _EPS, 1.0)
+            ticked = np.zeros(len(self.labels), dtype=bool)
+            ticked[[index[t] for t in tags if t in index]] = True
+            logits = logits + np.where(ticked, np.log(matrix[1, 1] / matrix[0, 1]), np.log(matrix[1, 0] / matrix[0, 0]))
+        return 1.0 / (1.0 + np.exp(-logits))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**super().to_json(), "kind": self.kind}
