@@ -11,9 +11,15 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from microtasks import __version__, gold
-from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MajorityVote, MultiLabelMajority
+from microtasks.consensus import (
+    DEFAULT_LABEL_METHOD,
+    LABEL_METHODS,
+    MajorityVote,
+    MultiLabelDawidSkene,
+    MultiLabelMajority,
+)
 from microtasks.consensus.craters import CraterClustering
-from microtasks.consensus.incremental import ReliabilityModel
+from microtasks.consensus.incremental import ReliabilityModel, TagReliabilityModel
 from microtasks.db import upsertable_insert
 from microtasks.errors import NotFound
 from microtasks.models import (
@@ -39,8 +45,9 @@ def aggregate_units(project: Project, answers: Answers, model: ReliabilityModel 
     unit its result, confidence, algorithm and parameters. All the units are aggregated at once;
     each one's result is the same as when aggregated alone.
 
-    For single-label tagging with a fitted ``model`` (named ``fitted``), a unit's posterior
-    comes from the volunteers' fitted reliabilities; otherwise from a majority vote.
+    For tagging with a fitted ``model`` (named ``fitted``), a unit's posterior comes from the
+    volunteers' fitted reliabilities (for multi-label projects, one probability per tag);
+    otherwise from a majority vote.
     """
     answers = {unit: given for unit, given in answers.items() if given}
     if not answers:
@@ -48,7 +55,17 @@ def aggregate_units(project: Project, answers: Answers, model: ReliabilityModel 
     units = [unit for unit, given in answers.items() for _ in given]
     volunteers = [volunteer for given in answers.values() for volunteer, _ in given]
     payloads = [payload for given in answers.values() for _, payload in given]
-    if project.task_type is TaskType.tagging and not project.multi_select and model is not None:
+    if model is not None and isinstance(model, TagReliabilityModel) != project.multi_select:
+        model = None  # fitted for the other kind of tagging: the project's settings changed since
+    if model is not None and project.multi_select:
+        decided = {}
+        for unit, given in answers.items():
+            posterior = model.posterior([(v, p["labels"]) for v, p in given])
+            decided[unit] = {"result": tags_result(model.labels, posterior),
+                             "confidence": tags_confidence(posterior), "algorithm": f"{fitted}+incremental",
+                             "parameters": {"reliabilities": "last refit"}}
+        return decided
+    if project.task_type is TaskType.tagging and model is not None:
         decided = {}
         for unit, given in answers.items():
             posterior = model.posterior([(v, p["label"]) for v, p in given])
@@ -81,6 +98,22 @@ def aggregate_units(project: Project, answers: Answers, model: ReliabilityModel 
                    "parameters": clustering.parameters}
             for unit, marks, confidence in zip(clustering.marks_.index.tolist(), clustering.marks_,
                                                clustering.confidences_)}
+
+
+def tags_result(tags: tuple[Any, ...] | list[Any], posterior: np.ndarray) -> dict[str, Any]:
+    """A multi-label result from each tag's probability: the tags above 1/2 and every share of 1e-4 or more.
+
+    Example:
+        >>> tags_result(("sky", "sea"), np.array([0.97, 0.00001]))
+        {'labels': ['sky'], 'shares': {'sky': 0.97}}
+    """
+    return {"labels": [tag for tag, p in zip(tags, posterior) if p > 0.5],
+            "shares": {str(tag): round(float(p), 4) for tag, p in zip(tags, posterior) if p >= 1e-4}}
+
+
+def tags_confidence(posterior: np.ndarray) -> float:
+    """A multi-label unit's confidence: its least decisive tag, min over tags of max(p, 1 - p)."""
+    return float(np.maximum(posterior, 1.0 - posterior).min()) if len(posterior) else 1.0
 
 
 def agreement(result: dict[str, Any], payloads: list[dict[str, Any]]) -> float | None:
@@ -203,7 +236,7 @@ def compute_consensus(session: Session, unit_ids: list[int], job_id: str | None 
     for project_id, project_answers in by_project.items():
         project = session.get(Project, project_id)
         loaded = None
-        if project.task_type is TaskType.tagging and not project.multi_select:
+        if project.task_type is TaskType.tagging:
             volunteers = sorted({v for given in project_answers.values() for v, _ in given})
             loaded = load_model(session, project_id, volunteers)
         model, fitted = loaded if loaded else (None, None)
@@ -226,7 +259,7 @@ REFIT_GROWTH = 1.25
 
 def refit_due(session: Session, project: Project) -> int | None:
     """The project's counted answers when its label model should be refitted now, else None."""
-    if project.task_type is not TaskType.tagging or project.multi_select:
+    if project.task_type is not TaskType.tagging:
         return None
     answers = session.scalar(select(func.count()).select_from(Answer).join(Unit).where(
         Unit.project_id == project.id, Answer.counted)) or 0
@@ -259,8 +292,10 @@ class Refit:
 
 
 def refit_project(session: Session, project_id: int, job_id: str | None = None, rules: Rules = Rules()) -> Refit:
-    """Fit the default label model on all of a single-label project's answers, with its gold units.
+    """Fit the default label model on all of a tagging project's answers, with its gold units.
 
+    Single-label projects fit :data:`~microtasks.consensus.DEFAULT_LABEL_METHOD`, multi-label
+    ones :class:`~microtasks.consensus.MultiLabelDawidSkene` over the project's tags.
     Volunteers who break the spam and carelessness :class:`~microtasks.quarantine.Rules` are
     quarantined first and left out of the fit. Stores the model and every other volunteer's
     reliability (what incremental updates use) and rewrites the consensus of every retired
@@ -273,31 +308,36 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
     project = session.get(Project, project_id)
     if project is None:
         raise NotFound(f"No project {project_id}.")
-    if project.task_type is not TaskType.tagging or project.multi_select:
+    if project.task_type is not TaskType.tagging:
         return Refit()
+    key = "labels" if project.multi_select else "label"
     rows = session.execute(
         select(Answer.unit_id, Answer.volunteer_id, Answer.payload, Answer.duration_ms, Answer.counted,
                Unit.gold.is_not(None)).join(Unit).where(Unit.project_id == project_id)).all()
-    rows = [r for r in rows if "label" in r[2]]  # "not sure" answers carry no label
+    rows = [r for r in rows if key in r[2]]  # "not sure" answers carry no label
     frame = pd.DataFrame({"unit": [r[0] for r in rows], "volunteer": [r[1] for r in rows],
-                          "label": [r[2]["label"] for r in rows], "ms": [r[3] for r in rows],
+                          key: [r[2][key] for r in rows], "ms": [r[3] for r in rows],
                           "fit": [bool(r[4] or r[5]) for r in rows]}).astype({"ms": float})
+    # the answer as one value, to find volunteers who give the same answer to everything
+    frame["answer"] = frame[key].map(lambda tags: ";".join(sorted(map(str, tags)))) if project.multi_select \
+        else frame[key]
     frame = frame[~frame.volunteer.isin(quarantined(session, project_id))]
     if not frame.fit.any():
         return Refit()
     gold = pd.Series(dict(session.execute(select(Unit.id, Unit.gold).where(
-        Unit.project_id == project_id, Unit.gold.is_not(None))).all()), dtype=object).map(lambda g: g["label"])
-    method = LABEL_METHODS[DEFAULT_LABEL_METHOD]()
+        Unit.project_id == project_id, Unit.gold.is_not(None))).all()), dtype=object).map(lambda g: g[key])
+    method = MultiLabelDawidSkene(labels=project.labels) if project.multi_select \
+        else LABEL_METHODS[DEFAULT_LABEL_METHOD]()
     fitted = method.fit(frame[frame.fit], gold if len(gold) else None)
 
     by_volunteer = frame.groupby("volunteer")
-    top = by_volunteer["label"].agg(lambda labels: labels.value_counts().index[0])
     stats = pd.DataFrame({"n_answers": by_volunteer.size(), "median_ms": by_volunteer["ms"].median(),
-                          "top_label": top,
-                          "top_share": by_volunteer["label"].agg(lambda labels: labels.value_counts().iloc[0]
-                                                                 / len(labels)),
+                          "top_label": by_volunteer["answer"].agg(lambda answers: answers.value_counts().index[0]),
+                          "top_share": by_volunteer["answer"].agg(lambda answers: answers.value_counts().iloc[0]
+                                                                  / len(answers)),
                           "skill": fitted.skills_, "skill_std": fitted.skills_std_}).dropna(subset=["skill"])
-    found = suspects(stats, len(project.labels), rules)
+    # a multi-label skill is a balanced accuracy over yes/no decisions: chance is 1/2
+    found = suspects(stats, 2 if project.multi_select else len(project.labels), rules)
     reopened: set[int] = set()
     for volunteer_id, reason in found.items():
         reopened |= quarantine(session, project, int(volunteer_id), reason)
@@ -309,7 +349,8 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
 
     answers = frame[frame.fit]
     counts = answers.groupby("volunteer").size()
-    model = ReliabilityModel.from_fitted(fitted, counts)
+    model = TagReliabilityModel.from_fitted(fitted) if project.multi_select \
+        else ReliabilityModel.from_fitted(fitted, counts)
     session.execute(delete(VolunteerReliability).where(VolunteerReliability.project_id == project_id))
     session.execute(insert(VolunteerReliability), [
         {"project_id": project_id, "volunteer_id": int(v), "skill": float(fitted.skills_[v]),
@@ -321,16 +362,24 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
     session.add(stored)
     retired = session.execute(select(Unit.id, Unit.answer_count).where(
         Unit.project_id == project_id, Unit.state == UnitState.retired, Unit.gold.is_(None))).all()
-    agreements = (answers["label"] == answers["unit"].map(fitted.labels_)).groupby(answers["unit"]).mean()
+    if project.multi_select:
+        given = {unit: [{key: value} for value in values] for unit, values in answers.groupby("unit")[key]}
+    else:
+        agrees = (answers[key] == answers["unit"].map(fitted.labels_)).groupby(answers["unit"]).mean()
     rows = []
     for unit_id, n_answers in retired:
         if unit_id not in fitted.probas_.index:
             continue
         posterior = fitted.probas_.loc[unit_id]
-        shares = {str(k): round(float(v), 4) for k, v in posterior.items() if v >= 1e-4}
+        if project.multi_select:
+            result = tags_result(posterior.index.tolist(), posterior.to_numpy())
+        else:
+            result = {"label": fitted.labels_[unit_id],
+                      "shares": {str(k): round(float(v), 4) for k, v in posterior.items() if v >= 1e-4}}
         rows.append(dict(unit_id=int(unit_id), n_answers=int(n_answers), version=__version__, job_id=job_id,
-                         computed_at=utcnow(), result={"label": fitted.labels_[unit_id], "shares": shares},
-                         confidence=float(fitted.confidences_[unit_id]), agreement=float(agreements[unit_id]),
-                         algorithm=method.name, parameters=method.parameters))
+                         computed_at=utcnow(), result=result, confidence=float(fitted.confidences_[unit_id]),
+                         agreement=agreement(result, given[unit_id]) if project.multi_select
+                         else float(agrees[unit_id]), algorithm=method.name,
+                         parameters=method.parameters))
     _upsert(session, rows)
     return Refit(answers=len(answers), quarantined={int(k): v for k, v in found.items()}, reopened=reopened)

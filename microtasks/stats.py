@@ -43,6 +43,8 @@ VOLUNTEER_BINS: tuple[tuple[str, int, int | None], ...] = (
 METHODS = {
     "majority_vote": "Majority vote: the label most volunteers chose.",
     "multilabel_majority": "Majority per label: a label is kept when more than half of the volunteers chose it.",
+    "multilabel_dawid_skene": "Dawid-Skene per label: each volunteer's reliability at ticking and at leaving out "
+                              "labels is estimated from all answers and weighs their choices.",
     "wawa": "Weighted majority vote: volunteers who usually agree with the majority weigh more.",
     "dawid_skene": "Dawid-Skene: each volunteer's reliability is estimated from all answers and weighs their votes.",
     "one_coin_dawid_skene": "One-coin Dawid-Skene: one reliability per volunteer weighs their votes.",

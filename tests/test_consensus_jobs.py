@@ -16,12 +16,18 @@ def truth(unit_id):
     return LABELS[unit_id % len(LABELS)]
 
 
+def tags(unit_id):
+    """The simulated true tags of a unit in a multi-label project."""
+    return [LABELS[unit_id % len(LABELS)]] + (["bird"] if unit_id % 2 else [])
+
+
 def serve_and_answer(client, project, headers, label):
-    """Lease the next unit and answer it: ``label`` is a label, or a function of the unit id."""
+    """Lease the next unit and answer it: ``label`` is a label or a list of tags, or a function of the unit id."""
     unit = client.post(f"/api/v1/projects/{project['id']}/next", headers=headers).get_json()["unit"]
     if unit is not None:
         given = label(unit["id"]) if callable(label) else label
-        assert answer(client, headers, unit["id"], {"label": given}).status_code == 201
+        payload = {"labels": sorted(set(given))} if isinstance(given, list) else {"label": given}
+        assert answer(client, headers, unit["id"], payload).status_code == 201
     return unit
 
 
@@ -77,6 +83,38 @@ def test_after_a_refit_new_units_are_decided_incrementally(client, make_project,
     run_jobs()
     latest = session.scalars(select(ConsensusResult).order_by(ConsensusResult.computed_at.desc())).first()
     assert latest.algorithm == "bayesian_dawid_skene+incremental" and latest.result["label"] == truth(last["id"])
+
+
+def test_a_multi_label_project_refits_and_decides_new_units_from_the_fit(client, make_project, new_volunteer,
+                                                                        run_jobs, session):
+    """Multi-label answers fit a per-tag model; later units are decided from its reliabilities."""
+    project = make_project({**TAGGING, "multi_select": True}, n=21)
+    volunteers = [new_volunteer() for _ in range(3)]
+    for headers in volunteers:
+        for _ in range(20):
+            serve_and_answer(client, project, headers, tags)
+    run_jobs()
+    stored = session.get(ProjectModel, project["id"])
+    assert (stored.algorithm, stored.model["kind"], stored.n_answers) == ("multilabel_dawid_skene", "tags", 60)
+    assert [len(m) for m in session.scalars(select(VolunteerReliability.confusion))] == [2, 2, 2]
+    assert set(session.scalars(select(ConsensusResult.algorithm))) == {"multilabel_dawid_skene"}
+    for headers in volunteers:
+        last = serve_and_answer(client, project, headers, tags)
+    run_jobs()
+    latest = session.scalars(select(ConsensusResult).order_by(ConsensusResult.computed_at.desc())).first()
+    assert latest.algorithm == "multilabel_dawid_skene+incremental"
+    assert sorted(latest.result["labels"]) == sorted(tags(last["id"]))
+
+
+def test_a_multi_label_spammer_is_quarantined(client, owner, make_project, new_volunteer, run_jobs):
+    """A volunteer who ticks the same tags on every unit is quarantined in a multi-label project too."""
+    project = make_project({**TAGGING, "multi_select": True, "strategy": "breadth_first"}, n=20)
+    for headers, given in ((new_volunteer(), tags), (new_volunteer(), tags), (new_volunteer(), ["cat", "dog"])):
+        while serve_and_answer(client, project, headers, given) is not None:
+            pass
+    run_jobs()
+    listed = client.get(f"/api/v1/projects/{project['id']}/quarantine", headers=owner["headers"]).get_json()
+    assert len(listed) == 1 and "same answer ('cat;dog')" in listed[0]["reason"]
 
 
 def test_a_spammer_is_quarantined_and_their_units_reopen(client, owner, make_project, new_volunteer, run_jobs,

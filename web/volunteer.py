@@ -118,6 +118,8 @@ def _method_texts() -> dict[str, str]:
         "majority_vote": _("Majority vote: the label most volunteers chose."),
         "multilabel_majority": _("Majority per label: a label is kept when more than half of the volunteers "
                                  "chose it."),
+        "multilabel_dawid_skene": _("Dawid-Skene per label: each volunteer’s reliability at ticking and at "
+                                    "leaving out labels is estimated from all answers and weighs their choices."),
         "wawa": _("Weighted majority vote: volunteers who usually agree with the majority weigh more."),
         "dawid_skene": _("Dawid-Skene: each volunteer’s reliability is estimated from all answers and weighs "
                          "their votes."),
