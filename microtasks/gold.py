@@ -35,8 +35,28 @@ def score(known: dict[str, Any], given: dict[str, Any]) -> float:
 
 def match_marks(known: list[dict[str, float]], given: list[dict[str, float]]) -> tuple[int, int, int]:
     """How many given marks match a known mark one-to-one (Hungarian matching on centre distance)."""
+    return len(_matched_pairs(known, given)[0]), len(known), len(given)
+
+
+def mark_feedback(known: list[dict[str, float]], given: list[dict[str, float]]) -> dict[str, list[int]]:
+    """What a volunteer's marks on a gold unit got right and wrong, for the feedback on the page:
+    ``missed``, the positions of the known marks no given mark matched, and ``false_marks``, the
+    positions of the given marks that match no known mark.
+
+    Example:
+        >>> mark_feedback([{"x": 10, "y": 10, "r": 4}, {"x": 50, "y": 50, "r": 8}],
+        ...               [{"x": 51, "y": 49, "r": 8}, {"x": 90, "y": 10, "r": 5}])
+        {'missed': [0], 'false_marks': [1]}
+    """
+    rows, cols = _matched_pairs(known, given)
+    return {"missed": sorted(set(range(len(known))) - set(rows.tolist())),
+            "false_marks": sorted(set(range(len(given))) - set(cols.tolist()))}
+
+
+def _matched_pairs(known: list[dict[str, float]], given: list[dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (in known, in given) of the marks matched one-to-one under the tolerances above."""
     if not known or not given:
-        return 0, len(known), len(given)
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
     k = np.array([[m["x"], m["y"], m.get("r", 0.0)] for m in known], dtype=float)
     g = np.array([[m["x"], m["y"], m.get("r", 0.0)] for m in given], dtype=float)
     distance = np.hypot(k[:, None, 0] - g[None, :, 0], k[:, None, 1] - g[None, :, 1])
@@ -45,6 +65,6 @@ def match_marks(known: list[dict[str, float]], given: list[dict[str, float]]) ->
             np.abs(g[None, :, 2] - k[:, None, 2]) <= RADIUS_TOLERANCE * k[:, None, 2])
     else:
         ok = distance <= POINT_TOLERANCE
-    cost = np.where(ok, distance, 1e9)
-    rows, cols = linear_sum_assignment(cost)
-    return int(ok[rows, cols].sum()), len(known), len(given)
+    rows, cols = linear_sum_assignment(np.where(ok, distance, 1e9))
+    good = ok[rows, cols]
+    return rows[good], cols[good]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from microtasks.models import Answer
-from tests.conftest import MARKING, TAGGING, answer, make_zip, png_bytes
+from tests.conftest import MARKING, TAGGING, answer, gold_project, make_zip, png_bytes
 
 
 def next_unit(client, project, headers):
@@ -356,6 +356,18 @@ def test_a_gold_answer_gets_feedback_with_the_known_answer(client, owner, new_vo
     headers = new_volunteer()
     reply = answer(client, headers, next_unit(client, project, headers)["id"], {"label": "cat"}).get_json()
     assert reply["gold"] == {"score": 0.0, "expected": {"label": "dog"}}
+
+
+def test_a_gold_marking_answer_says_which_known_marks_were_missed_and_which_marks_were_false(
+        client, owner, new_volunteer, run_jobs):
+    """The feedback on known marks names, by position, the ones missed and the volunteer's marks on none."""
+    known = [{"x": 100, "y": 100, "r": 20}, {"x": 400, "y": 300, "r": 40}]
+    project = gold_project(client, owner, run_jobs, MARKING, [("a.png", json.dumps(known))], size=(640, 480))
+    headers = new_volunteer()
+    given = [{"x": 300, "y": 50, "r": 10}, {"x": 405, "y": 298, "r": 38}]
+    reply = answer(client, headers, next_unit(client, project, headers)["id"], {"marks": given}).get_json()
+    assert (reply["gold"]["missed"], reply["gold"]["false_marks"]) == ([0], [0])
+    assert reply["gold"]["score"] == 0.5
 
 
 def test_an_ordinary_answer_carries_no_gold_feedback(client, make_project, new_volunteer):

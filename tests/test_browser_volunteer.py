@@ -279,7 +279,8 @@ def test_gold_feedback_on_a_tagging_unit_is_announced(phone, client, owner, run_
 
 def test_gold_feedback_on_marks_draws_the_known_marks_beside_the_volunteers(phone, client, owner, run_jobs,
                                                                            session_maker):
-    """After a practice image with known marks, they are drawn dashed beside the volunteer's, until Next."""
+    """After a practice image with known marks, they are drawn dashed beside the volunteer's, until Next: the
+    known mark the volunteer missed dotted, the volunteer's mark on no known one crossed out, and a count."""
     known = json.dumps([{"x": 420, "y": 200, "r": 60}])
     project = gold_project(client, owner, run_jobs, MARKING, [("a.png", known), ("b.png", "")], size=(640, 480))
     page = phone(project)
@@ -289,10 +290,12 @@ def test_gold_feedback_on_marks_draws_the_known_marks_beside_the_volunteers(phon
     page.get_by_role("button", name="Submit").click()
     next_button = page.get_by_role("button", name="Next image")
     next_button.wait_for()
-    assert page.locator("#surface .expected").count() == 1
-    assert page.locator("#surface .mark").count() == 1  # the volunteer's own mark stays
+    assert page.locator("#surface .expected.missed").count() == 1
+    assert page.locator("#surface .mark.false .cross").count() == 1  # the volunteer's own mark stays, crossed
+    assert page.get_by_role("img", name="Expected mark 1 of 1, which you missed").count() == 1
     assert page.locator("#legend").is_visible()
-    assert "shown dashed" in page.get_by_role("status").filter(has_text="practice image").inner_text()
+    note = page.get_by_role("status").filter(has_text="practice image").inner_text()
+    assert "You found 0 of the 1 expected marks." in note and "shown dashed" in note
     assert page.evaluate("document.activeElement.id") == "next"
     shoot(page, "gold-marking")
     assert len(stored(session_maker)) == 1  # stored already: the feedback blocks nothing

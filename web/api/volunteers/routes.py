@@ -11,6 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 from sqlalchemy.exc import IntegrityError
 
+from microtasks import gold
 from microtasks.answers import AnswerIn, Submission, submit_answers
 from microtasks.errors import Conflict, MicrotasksError
 from microtasks.models import Volunteer
@@ -151,7 +152,10 @@ class Skip(MethodView):
 def _feedback(outcome: Submission) -> dict[str, Any] | None:
     if not outcome.gold:
         return None
-    return {"score": outcome.gold_score, "expected": outcome.gold_expected}
+    feedback = {"score": outcome.gold_score, "expected": outcome.gold_expected}
+    if outcome.gold_expected is not None and "marks" in outcome.gold_expected:
+        feedback |= gold.mark_feedback(outcome.gold_expected["marks"], outcome.payload.get("marks") or [])
+    return feedback
 
 
 @blp.route("/units/<int:unit_id>/answers")

@@ -61,6 +61,11 @@ class AnswerBatchInSchema(Schema):
 class GoldFeedbackSchema(Schema):
     score = fields.Float(metadata={"description": "Agreement with the known answer, from 0 to 1."})
     expected = fields.Dict(metadata={"description": "The known answer, in answer-payload form."})
+    missed = fields.List(fields.Integer(), metadata={
+        "description": "Marking only: positions in expected.marks of the known marks that no mark of the answer "
+                       "matched (centre within half the known radius, radius within 30%)."})
+    false_marks = fields.List(fields.Integer(), metadata={
+        "description": "Marking only: positions in the answer's marks of those that match no known mark."})
 
 
 class AnswerOutSchema(Schema):

@@ -55,7 +55,7 @@ export class MarkingSurface {
 
   reset(width, height) {
     Object.assign(this, {w: width, h: height, marks: [], history: [], selected: -1, gesture: null, pinch: null,
-      expected: [], keyMoved: -1, zoom: {s: 1, x: 0, y: 0}});
+      expected: [], missed: new Set(), falseMarks: new Set(), keyMoved: -1, zoom: {s: 1, x: 0, y: 0}});
     this.cursor = {x: width / 2, y: height / 2, r: this.defaultR};
     this.svg.setAttribute('viewBox', `0 0 ${width} ${height}`);
     this.applyZoom();
@@ -109,9 +109,12 @@ export class MarkingSurface {
     this.render();
   }
 
-  // Feedback on a unit with known marks: draw them (dashed) beside the volunteer's own.
-  showExpected(marks) {
+  // Feedback on a unit with known marks: draw them (dashed; dotted the ones `missed`) beside the volunteer's
+  // own (crossed out the ones in `falseMarks`, which match no known mark). Positions in each list.
+  showExpected(marks, missed = [], falseMarks = []) {
     this.expected = marks || [];
+    this.missed = new Set(missed);
+    this.falseMarks = new Set(falseMarks);
     this.render();
   }
 
@@ -367,17 +370,27 @@ export class MarkingSurface {
   drawMarks(parent, dot, named) {
     this.marks.forEach((m, i) => {
       const at = {cx: m.x, cy: m.y, r: this.circles ? m.r : dot};
-      const attrs = {class: i === this.selected ? 'mark selected' : 'mark'};
-      if (named) Object.assign(attrs, {'data-i': i, role: 'img', 'aria-label': this.markName(i, '')});
+      const wrong = this.falseMarks.has(i);
+      const attrs = {class: ['mark', i === this.selected && 'selected', wrong && 'false'].filter(Boolean).join(' ')};
+      if (named) {
+        Object.assign(attrs, {'data-i': i, role: 'img', 'aria-label': this.markName(i, wrong ? _('On no expected mark') : '')});
+      }
       const g = el('g', attrs, parent);
       if (named) el('circle', {class: 'hit', ...at}, g);
       el('circle', {class: this.circles ? 'ring' : 'ring point', ...at}, g);
+      if (wrong) { // crossed out: a diagonal through the mark, whatever its colour
+        const d = at.r * Math.SQRT1_2;
+        el('path', {class: 'cross', d: `M${m.x - d},${m.y - d}L${m.x + d},${m.y + d}M${m.x - d},${m.y + d}L${m.x + d},${m.y - d}`}, g);
+      }
     });
     this.expected.forEach((m, i) => {
-      const attrs = {class: 'ring expected', cx: m.x, cy: m.y, r: m.r ?? dot * 1.6};
+      const missed = this.missed.has(i);
+      const attrs = {class: missed ? 'ring expected missed' : 'ring expected', cx: m.x, cy: m.y, r: m.r ?? dot * 1.6};
       if (named) {
-        Object.assign(attrs, {role: 'img',
-          'aria-label': _('Expected mark %(n)s of %(total)s', {n: i + 1, total: this.expected.length})});
+        const params = {n: i + 1, total: this.expected.length};
+        Object.assign(attrs, {role: 'img', 'aria-label': missed
+          ? _('Expected mark %(n)s of %(total)s, which you missed', params)
+          : _('Expected mark %(n)s of %(total)s', params)});
       }
       el('circle', attrs, parent);
     });

@@ -153,7 +153,7 @@ function replied(reply, onScreen) {
     return;
   }
   if (gold && marking && gold.expected?.marks) {
-    showExpected(gold.expected.marks, text);
+    showExpected(gold, text);
     return;
   }
   if (text) setFeedback(text);
@@ -388,8 +388,15 @@ function skip() {
 
 // -- feedback on a unit with known marks ----------------------------------------------------------------
 
-function showExpected(marks, text) {
-  surface.showExpected(marks);
+// `gold`: the reply's feedback: the known marks, the ones missed and the volunteer's marks on none.
+function showExpected(gold, text) {
+  const known = gold.expected.marks;
+  const missed = gold.missed ?? [];
+  surface.showExpected(known, missed, gold.false_marks ?? []);
+  if (known.length) {
+    text = [_('You found %(found)s of the %(total)s expected marks.', {found: known.length - missed.length,
+      total: known.length}), text].join(' ');
+  }
   surface.disabled = true;
   task.classList.add('reviewing');
   task.setAttribute('aria-busy', 'false'); // first: a live region's change inside a busy element is not announced
