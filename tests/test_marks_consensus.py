@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from microtasks.consensus import CraterClustering
+from microtasks.consensus.craters import weighted_median
 from web.cli_research import aggregate_marks
 
 NAN = float("nan")
@@ -67,6 +68,22 @@ def test_trust_weights_decide_a_split_vote():
     weights = {"a": 1.0, "b": 1.0, "c": 0.1, "d": 0.1}
     found = CraterClustering(min_share=0.5).fit_predict(marks, weights=weights)["u"]
     assert [round(m["x"]) for m in found] == [40]
+
+
+def test_the_weighted_median_is_the_median_of_values_repeated_by_their_weights():
+    """Integer weights: the same as numpy's median of each value repeated by its weight (ties, even
+    counts and zero weights included)."""
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        groups = rng.integers(0, 4, 30)
+        values = rng.choice([1.0, 2.0, 3.5, 7.0, rng.normal() * 50], 30)
+        weights = rng.choice([0, 1, 2], 30)
+        found = weighted_median(groups, values, weights.astype(float), 4)
+        for g in range(4):
+            mine = groups == g
+            expected = np.median(np.repeat(values[mine], weights[mine])) if weights[mine].sum() else \
+                (np.median(values[mine]) if mine.any() else np.nan)
+            assert found[g] == pytest.approx(expected, nan_ok=True)
 
 
 def test_empty_units_give_empty_results():

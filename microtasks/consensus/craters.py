@@ -53,7 +53,8 @@ def weighted_median(groups: np.ndarray, values: np.ndarray, weights: np.ndarray,
     """Weighted median of ``values`` within each group ``0..n_groups-1`` (NaN for an empty group).
 
     With equal weights and an even count it is the mean of the two middle values, as
-    :func:`numpy.median`. A group whose weights are all zero takes equal weights.
+    :func:`numpy.median`. Values of zero weight are left out, and a group whose weights are all
+    zero takes equal weights.
 
     Example:
         >>> weighted_median(np.array([0, 0, 1, 1, 1]), np.array([1.0, 3.0, 5.0, 6.0, 9.0]),
@@ -66,7 +67,9 @@ def weighted_median(groups: np.ndarray, values: np.ndarray, weights: np.ndarray,
     total = np.bincount(groups, weights, n_groups)
     weights = np.where(total[groups] > 0, weights, 1.0)
     total = np.bincount(groups, weights, n_groups)
-    order = np.lexsort((values, groups))
+    weighed = weights > 0  # a value of no weight has no say, not even as the neighbour of the middle
+    groups, values, weights = groups[weighed], values[weighed], weights[weighed]
+    order = _by_group_then_value(groups, values)
     g, v, w = groups[order], values[order], weights[order]
     cumulative = np.cumsum(w)
     counts = np.bincount(g, minlength=n_groups)
@@ -76,20 +79,31 @@ def weighted_median(groups: np.ndarray, values: np.ndarray, weights: np.ndarray,
     half = total[g] / 2
     scale = np.maximum(total[g], 1e-300)
     reached = within >= half - 1e-12 * scale
-    # first element of each group that reaches half of the group's weight
-    position = np.where(reached, np.arange(len(g)), len(g))
-    first = np.full(n_groups, len(g))
-    np.minimum.at(first, g, position)
-    present = counts > 0
-    idx = first[present]
+    # the first element of each group that reaches half of the group's weight (reached only grows in a group)
+    first = reached.copy()
+    first[1:] &= ~reached[:-1] | (g[1:] != g[:-1])
+    idx = np.flatnonzero(first)
     value = v[idx]
     exactly_half = np.abs(within[idx] - half[idx]) <= 1e-12 * scale[idx]
     following = np.minimum(idx + 1, len(g) - 1)
     same_group = g[following] == g[idx]
     average = exactly_half & same_group & (following != idx)
-    value = np.where(average, (value + v[following]) / 2, value)
-    result[present] = value
+    result[g[idx]] = np.where(average, (value + v[following]) / 2, value)
     return result
+
+
+def _by_group_then_value(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Indices sorting by group, then value (values that are not finite last in their group).
+
+    One sort of a single float key, ``group * span + value``: several times faster than
+    :func:`numpy.lexsort`. Values closer than the key's rounding (about 1e-16 of the largest
+    key) may come out of order, which moves a median by as little.
+    """
+    finite = np.isfinite(values)
+    low = float(values[finite].min()) if finite.any() else 0.0
+    width = float(values[finite].max()) - low if finite.any() else 0.0
+    span = 2 * width + 2
+    return np.argsort(groups * span + np.where(finite, values - low, width + 1))
 
 
 def _candidate_pairs(x: np.ndarray, y: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
