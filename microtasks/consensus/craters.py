@@ -107,23 +107,39 @@ def _by_group_then_value(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def _candidate_pairs(x: np.ndarray, y: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs ``i < j`` (each once) of points within ``reach`` of the one further left in x and y (a superset
-    of the pairs closer than both their reaches).
+    """Pairs ``i < j`` (each once) of points within ``reach[i]`` of each other in x and in y, where ``i`` is
+    the point lower in y (a superset of the pairs closer than both their reaches).
 
-    A sweep along x: sorted by x, each point is paired with the points after it up to its own
-    reach (one ``searchsorted``), and those too far in y are dropped. All vectorised; it makes
-    about as many candidates as the points' reach spans of the other points' x, which for marks
-    a few pixels across on tiles a few hundred across is a few dozen per mark.
+    A sweep in bands: the points are sorted by band of y (bands twice the median reach high),
+    then x. A point's partners in its own band are the points after it, up to its reach in x;
+    in each later band its reach spans, the points within its reach either side in x. Each
+    window is one ``searchsorted``; pairs too far apart in y are dropped. All vectorised, and
+    the candidates per point are about the other points in a square of its reach.
     """
     n = len(x)
-    order = np.argsort(x, kind="stable")
-    xs, ys, rs = x[order], y[order], reach[order]
-    counts = np.searchsorted(xs, xs + rs, side="right") - np.arange(1, n + 1)
-    i = np.repeat(np.arange(n), counts)
-    # each point's partners are the next counts[i] points in x order
-    j = np.arange(len(i)) + np.repeat(np.arange(1, n + 1) - (np.cumsum(counts) - counts), counts)
-    near = np.abs(ys[i] - ys[j]) <= rs[i]
-    i, j = order[i[near]], order[j[near]]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    height = 2 * float(np.median(reach))
+    top = float(y.min())
+    band = np.floor((y - top) / height)
+    n_bands = float(band.max()) + 1
+    width = float(x.max() - x.min()) + 2 * float(reach.max()) + 1
+    key = band * width + (x - float(x.min()))
+    order = np.argsort(key, kind="stable")
+    key, ys, rs = key[order], y[order], reach[order]
+    found_i, found_j = [], []
+    for step in range(int(np.ceil(float(reach.max()) / height)) + 1):
+        # own band: forward only, so each pair is found once; later bands: both sides
+        spans = np.arange(n) if step == 0 else np.flatnonzero((rs > (step - 1) * height) & (band[order] + step < n_bands))
+        shifted = key[spans] + step * width
+        first = spans + 1 if step == 0 else np.searchsorted(key, shifted - rs[spans], side="left")
+        counts = np.maximum(np.searchsorted(key, shifted + rs[spans], side="right") - first, 0)
+        i = np.repeat(spans, counts)
+        j = np.arange(len(i)) + np.repeat(first - (np.cumsum(counts) - counts), counts)
+        near = np.abs(ys[i] - ys[j]) <= rs[i]
+        found_i.append(order[i[near]])
+        found_j.append(order[j[near]])
+    i, j = np.concatenate(found_i), np.concatenate(found_j)
     return np.minimum(i, j), np.maximum(i, j)
 
 
