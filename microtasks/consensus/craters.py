@@ -110,7 +110,7 @@ def _candidate_pairs(x: np.ndarray, y: np.ndarray, reach: np.ndarray) -> tuple[n
     """Pairs ``i < j`` (each once) of points within ``reach[i]`` of each other in x and in y, where ``i`` is
     the point lower in y (a superset of the pairs closer than both their reaches).
 
-    A sweep in bands: the points are sorted by band of y (bands twice the median reach high),
+    A sweep in bands: the points are sorted by band of y (bands twice the median reach high, at least 1),
     then x. A point's partners in its own band are the points after it, up to its reach in x;
     in each later band its reach spans, the points within its reach either side in x. Each
     window is one ``searchsorted``; pairs too far apart in y are dropped. All vectorised, and
@@ -119,7 +119,7 @@ def _candidate_pairs(x: np.ndarray, y: np.ndarray, reach: np.ndarray) -> tuple[n
     n = len(x)
     if n == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    height = 2 * float(np.median(reach))
+    height = max(2 * float(np.median(reach)), 1.0)
     top = float(y.min())
     band = np.floor((y - top) / height)
     n_bands = float(band.max()) + 1
