@@ -18,7 +18,7 @@ DEFAULT_MIN_SHARE = 0.2
 _APART = 1e9
 _COLUMNS = ("unit", "volunteer", "x", "y", "r")
 #: Groups of marks up to these sizes are clustered together in padded batches; larger ones one by one.
-_BATCH_SIZES = (4, 8, 16, 32, 64)
+_BATCH_SIZES = (4, 6, 8, 12, 16, 24, 32, 48, 64)
 #: Groups above this many marks are clustered over their compatible pairs only (see ``_sparse_complete_cut``).
 _DENSE_LIMIT = 400
 #: Columns of :attr:`CraterClustering.craters_`.
@@ -541,12 +541,16 @@ class CraterClustering:
         matrix = self._dissimilarities(*padded, valid)
         sizes = valid.astype(float)
         labels = np.tile(np.arange(pad), (m, 1))
-        rows = np.arange(m)
+        live = np.arange(m)  # the groups still merging: rows of matrix and sizes, rows of labels
         for _ in range(pad - 1):
-            a, b = np.divmod(matrix.reshape(m, -1).argmin(axis=1), pad)
+            rows = np.arange(len(live))
+            a, b = np.divmod(matrix.reshape(len(live), -1).argmin(axis=1), pad)
             active = matrix[rows, a, b] <= 1.0
             if not active.any():
                 break
+            if active.sum() < 0.75 * len(live):  # a group that stops merging never starts again: drop them
+                matrix, sizes, live, a, b = matrix[active], sizes[active], live[active], a[active], b[active]
+                rows, active = np.arange(len(live)), np.ones(len(live), dtype=bool)
             r_, a_, b_ = rows[active], a[active], b[active]
             if self.linkage == "complete":
                 merged = np.maximum(matrix[r_, a_, :], matrix[r_, b_, :])
@@ -560,7 +564,8 @@ class CraterClustering:
             matrix[r_, a_, a_] = _APART
             matrix[r_, b_, :] = _APART
             matrix[r_, :, b_] = _APART
-            labels[r_] = np.where(labels[r_] == b_[:, None], a_[:, None], labels[r_])
+            at = live[r_]
+            labels[at] = np.where(labels[at] == b_[:, None], a_[:, None], labels[at])
         sub = sub.copy()
         sub[inside] = labels[c, k]
         return sub
