@@ -262,7 +262,7 @@ def main() -> None:
                 scores.append(table)
                 dupes.append({"method": name, "crowd": crowd_size, "duplicates": duplicates(merged)})
             timing.append({"method": name, "crowd": crowd_size, "seconds": seconds})
-            print(f"  {name}: {seconds:.2f} s", flush=True)
+            print(f"  {name}: {seconds:.3f} s", flush=True)
         n_sample = iou_tiles.get(crowd_size, 0)
         if not args.no_panoptes and n_sample > 0:
             # a fixed random sample of tiles over the three images, scored per tile
@@ -301,7 +301,7 @@ def main() -> None:
         print(markdown(part.drop(columns=["crowd"])))
     print("\n### Aggregation time (seconds, all 75 tiles) and duplicates after merging\n")
     dupe_table = pd.DataFrame(dupes).groupby(["method", "crowd"], sort=False).sum().reset_index()
-    print(markdown(timing_table.merge(dupe_table, on=["method", "crowd"]), floats="{:.2f}"))
+    print(markdown(timing_table.merge(dupe_table, on=["method", "crowd"]), floats="{:.3f}"))
     if iou_scores:
         iou = summarise(pd.concat(iou_scores, ignore_index=True))
         iou = iou[iou["band"] == "all"].drop(columns=["band"])
