@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -137,6 +138,73 @@ def test_gold_with_two_labels_for_a_unit_is_named(tmp_path):
     gold = write(tmp_path, "gold.csv", "unit,label\nu1,dog\nu1,cat\n")
     result, _ = run(tmp_path, ANSWERS, "--gold", str(gold))
     assert result.exit_code != 0 and "gold.csv, line 3: unit 'u1' already has gold label 'dog'" in result.output
+
+
+TAGS = """unit,volunteer,labels
+u1,a,sky;sea
+u1,b,sky;sea
+u1,c,sea;sky
+u1,d,sky
+u1,e,boat
+u2,a,sky
+u2,b,sky
+u2,c,
+u2,d,sky
+u2,e,sky;sea
+"""
+
+
+def careful_and_careless(n_units: int = 40) -> tuple[str, dict[str, str]]:
+    """Answers where two careful volunteers tick the true tags and three careless ones tick each tag at
+    random (seeded); and the true tags of each unit."""
+    rng = np.random.default_rng(0)
+    tags = ["sky", "sea", "boat"]
+    lines, truth = ["unit,volunteer,labels"], {}
+    for u in range(n_units):
+        true = [t for t in tags if rng.random() < 0.4]
+        truth[f"u{u}"] = ";".join(true)
+        lines += [f"u{u},{v},{';'.join(true)}" for v in ("c1", "c2")]
+        lines += [f"u{u},{v},{';'.join(t for t in tags if rng.random() < 0.5)}" for v in ("x1", "x2", "x3")]
+    return "\n".join(lines) + "\n", truth
+
+
+def test_multi_label_answers_give_tags_and_a_confidence_per_unit(tmp_path):
+    """With --multi-label: unit,labels,confidence, tags joined by ';' in the order they first appear."""
+    result, rows = run(tmp_path, TAGS, "--multi-label")
+    assert result.exit_code == 0, result.output
+    assert list(rows[0]) == ["unit", "labels", "confidence"]
+    assert [(row["unit"], row["labels"]) for row in rows] == [("u1", "sky;sea"), ("u2", "sky")]
+    assert all(0 < float(row["confidence"]) <= 1 for row in rows)
+
+
+def test_multi_label_weighs_careful_volunteers_above_a_careless_majority(tmp_path):
+    """Three volunteers ticking at random outvote two careful ones on some units, but not under the model."""
+    answers, truth = careful_and_careless()
+    _, model = run(tmp_path, answers, "--multi-label")
+    _, majority = run(tmp_path, answers, "--multi-label", "--method", "multilabel_majority")
+    assert {row["unit"]: row["labels"] for row in model} == truth
+    assert {row["unit"]: row["labels"] for row in majority} != truth
+
+
+def test_multi_label_gold_fixes_a_units_tags(tmp_path):
+    gold = write(tmp_path, "gold.csv", "unit,labels\nu2,sea;boat\n")
+    _, rows = run(tmp_path, TAGS, "--multi-label", "--gold", str(gold))
+    assert {row["unit"]: row["labels"] for row in rows}["u2"] == "sea;boat"
+
+
+def test_an_answer_with_no_tag_is_an_empty_cell_not_an_error(tmp_path):
+    result, rows = run(tmp_path, "unit,volunteer,labels\nu1,a,\nu1,b,\n", "--multi-label")
+    assert result.exit_code == 0 and rows == [{"unit": "u1", "labels": "", "confidence": rows[0]["confidence"]}]
+
+
+def test_a_single_label_method_with_multi_label_is_refused(tmp_path):
+    result, rows = run(tmp_path, TAGS, "--multi-label", "--method", "wawa")
+    assert result.exit_code == 2 and "multilabel_dawid_skene" in result.output and rows == []
+
+
+def test_multi_label_answers_without_a_labels_column_are_named(tmp_path):
+    result, _ = run(tmp_path, ANSWERS, "--multi-label")
+    assert result.exit_code == 1 and "answers.csv, line 1: header lacks column(s) labels" in result.output
 
 
 def test_the_same_seed_gives_the_same_file(tmp_path):

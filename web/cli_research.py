@@ -17,11 +17,13 @@ import click
 import numpy as np
 import pandas as pd
 
-from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS
+from microtasks.consensus import DEFAULT_LABEL_METHOD, LABEL_METHODS, MultiLabelDawidSkene, MultiLabelMajority
 from microtasks.consensus.craters import DEFAULT_MIN_SHARE
 
 ANSWER_COLUMNS = ("unit", "volunteer", "label")
 GOLD_COLUMNS = ("unit", "label")
+#: Multi-label aggregators by name (``--multi-label``), the recommended one first.
+TAG_METHODS = {"multilabel_dawid_skene": MultiLabelDawidSkene, "multilabel_majority": MultiLabelMajority}
 
 
 def read_table(path: Path, columns: tuple[str, ...],
@@ -91,9 +93,17 @@ def write_csv(out_path: Path, header: list[str], rows: Iterable[list[object]]) -
     return str(out_path)
 
 
-def read_answers(path: Path) -> pd.DataFrame:
-    """The answers table; a repeated (unit, volunteer) pair keeps its first answer, with a note on stderr."""
-    answers, lines = read_table(path, ANSWER_COLUMNS)
+def read_answers(path: Path, multi_label: bool = False) -> pd.DataFrame:
+    """The answers table; a repeated (unit, volunteer) pair keeps its first answer, with a note on stderr.
+
+    With ``multi_label`` the column is ``labels``: tags separated by ``;`` (as the exports write
+    them), read into a list per answer; an empty cell is an answer that ticked no tag.
+    """
+    if multi_label:
+        answers, lines = read_table(path, ("unit", "volunteer", "labels"), required=("unit", "volunteer"))
+        answers["labels"] = answers["labels"].map(split_tags)
+    else:
+        answers, lines = read_table(path, ANSWER_COLUMNS)
     repeated = answers.duplicated(["unit", "volunteer"], keep="first").to_numpy()
     if repeated.any():
         first = lines[int(np.flatnonzero(repeated)[0])]
@@ -103,16 +113,24 @@ def read_answers(path: Path) -> pd.DataFrame:
     return answers
 
 
-def read_gold(path: Path) -> pd.Series:
-    """Gold labels, unit -> label; a unit given two different labels is an error naming the line."""
-    gold, lines = read_table(path, GOLD_COLUMNS)
+def read_gold(path: Path, multi_label: bool = False) -> pd.Series:
+    """Gold labels, unit -> label (with ``multi_label``, unit -> list of tags from a ``labels`` column);
+    a unit given two different answers is an error naming the line."""
+    column = "labels" if multi_label else "label"
+    gold, lines = read_table(path, ("unit", column), required=("unit",) if multi_label else None)
     seen: dict[str, tuple[str, int]] = {}
     for (unit, label), line in zip(gold.itertuples(index=False), lines):
         if unit in seen and seen[unit][0] != label:
-            raise click.ClickException(f"{path.name}, line {line}: unit {unit!r} already has gold label "
+            raise click.ClickException(f"{path.name}, line {line}: unit {unit!r} already has gold {column} "
                                        f"{seen[unit][0]!r} (line {seen[unit][1]})")
         seen.setdefault(unit, (label, line))
-    return pd.Series({unit: label for unit, (label, _) in seen.items()}, dtype=object, name="label")
+    return pd.Series({unit: split_tags(label) if multi_label else label for unit, (label, _) in seen.items()},
+                     dtype=object, name=column)
+
+
+def split_tags(text: str) -> list[str]:
+    """The tags of a ``;``-separated cell, each stripped, without empty ones or repeats."""
+    return list(dict.fromkeys(tag.strip() for tag in text.split(";") if tag.strip()))
 
 
 def aggregate_answers(answers: pd.DataFrame, method: str, gold: pd.Series | None, seed: int) -> pd.DataFrame:
@@ -134,29 +152,64 @@ def aggregate_answers(answers: pd.DataFrame, method: str, gold: pd.Series | None
                          "confidence": confidences.loc[order].to_numpy(dtype=float)})
 
 
+def aggregate_tags(answers: pd.DataFrame, method: str, gold: pd.Series | None) -> pd.DataFrame:
+    """unit, labels (``;``-separated, in the order tags first appear) and confidence for each answered unit."""
+    tags = pd.unique(pd.Series([t for listed in list(answers["labels"]) + list(gold if gold is not None else [])
+                                for t in listed], dtype=object))
+    if method == "multilabel_majority":
+        model = MultiLabelMajority().fit(answers)
+        labels, confidences = model.labels_.copy(), model.confidences_.copy()
+        if gold is not None:  # majority learns no reliabilities: gold only fixes its own units
+            known = gold[gold.index.isin(labels.index)]
+            labels.loc[known.index] = known.to_numpy()
+            confidences.loc[known.index] = 1.0
+    else:
+        model = MultiLabelDawidSkene(labels=list(tags)).fit(answers, gold)
+        labels, confidences = model.labels_, model.confidences_
+    rank = {tag: i for i, tag in enumerate(tags)}
+    order = pd.unique(answers["unit"].to_numpy())
+    return pd.DataFrame({"unit": order, "labels": [";".join(sorted(labels[u], key=rank.__getitem__)) for u in order],
+                         "confidence": confidences.loc[order].to_numpy(dtype=float)})
+
+
 @click.command("aggregate", help="Aggregate raw answers (CSV with header unit,volunteer,label) into one label "
                                  "per unit with its confidence, written as CSV unit,label,confidence. Labels "
-                                 "and units are written exactly as they were read.")
+                                 "and units are written exactly as they were read. With --multi-label: "
+                                 "unit,volunteer,labels in, unit,labels,confidence out, tags separated by ';'.")
 @click.option("--answers", "answers_path", required=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV of answers with header unit,volunteer,label (other columns are ignored). A repeated "
                    "(unit, volunteer) pair keeps its first answer.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the consensus CSV (unit,label,confidence); '-' writes to standard output.")
-@click.option("--method", type=click.Choice(sorted(LABEL_METHODS)), default=DEFAULT_LABEL_METHOD,
-              show_default=True,
-              help="Aggregation method. The default is the one recommended for a project whose volunteers "
-                   "are not yet known (see benchmarks/RESULTS.md).")
+@click.option("--method", type=click.Choice(sorted(LABEL_METHODS) + sorted(TAG_METHODS)), default=None,
+              help=f"Aggregation method. The default is the one recommended for a project whose volunteers "
+                   f"are not yet known (see benchmarks/RESULTS.md): {DEFAULT_LABEL_METHOD}, or "
+                   f"{next(iter(TAG_METHODS))} with --multi-label, which takes only {' or '.join(TAG_METHODS)}.")
+@click.option("--multi-label", is_flag=True,
+              help="Answers give several tags each: a labels column with the tags separated by ';' (empty when "
+                   "none was ticked), as the exports of multi-label projects write it.")
 @click.option("--gold", "gold_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Optional CSV of known answers with header unit,label. Those units keep their known label "
-                   "(confidence 1) and, for methods that learn reliabilities, inform every volunteer's.")
+              help="Optional CSV of known answers with header unit,label (unit,labels with --multi-label). Those "
+                   "units keep their known answer (confidence 1) and, for methods that learn reliabilities, "
+                   "inform every volunteer's.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the random generator that breaks ties.")
-def aggregate(answers_path: Path, out_path: Path, method: str, gold_path: Path | None, seed: int) -> None:
-    answers = read_answers(answers_path)
-    gold = read_gold(gold_path) if gold_path is not None else None
-    result = aggregate_answers(answers, method, gold, seed)
-    where = write_csv(out_path, ["unit", "label", "confidence"],
+def aggregate(answers_path: Path, out_path: Path, method: str | None, multi_label: bool, gold_path: Path | None,
+              seed: int) -> None:
+    methods = TAG_METHODS if multi_label else LABEL_METHODS
+    method = method or (next(iter(TAG_METHODS)) if multi_label else DEFAULT_LABEL_METHOD)
+    if method not in methods:
+        raise click.UsageError(f"--method {method} is for {'single' if multi_label else 'multi'}-label answers; "
+                               f"{'with' if multi_label else 'without'} --multi-label use one of "
+                               f"{', '.join(sorted(methods))}")
+    answers = read_answers(answers_path, multi_label)
+    gold = read_gold(gold_path, multi_label) if gold_path is not None else None
+    if multi_label:
+        result = aggregate_tags(answers, method, gold)
+    else:
+        result = aggregate_answers(answers, method, gold, seed)
+    where = write_csv(out_path, list(result.columns),
                       ([unit, label, f"{confidence:.6f}"] for unit, label, confidence in result.itertuples(index=False)))
     click.echo(f"{len(answers)} answers on {len(result)} units by {answers['volunteer'].nunique()} volunteers, "
                f"aggregated with {method}; wrote {where}", err=True)
