@@ -465,8 +465,8 @@ def _reliability_table(session: Session, project: Project) -> Table:
         _VOLUNTEER,
         Column("n_answers", "int", "Answers the volunteer gave in the project (gold and 'not sure' included)."),
         Column("counted", "int", "Of those, the answers that count towards consensus."),
-        Column("skill", "float", "Fitted expected share of correct answers (single-label projects; empty until "
-                                 "fitted)."),
+        Column("skill", "float", "Fitted expected share of correct answers (multi-label projects: the mean of "
+                                 "sensitivity and specificity, 1/2 being chance); empty until fitted."),
         Column("skill_std", "float", "Posterior standard deviation of the skill."),
         Column("fitted_answers", "int", "Answers the skill was fitted on."),
         Column("gold_answers", "int", "Answers to gold units."),
@@ -477,20 +477,27 @@ def _reliability_table(session: Session, project: Project) -> Table:
     labels = [str(label) for label in project.labels]
     n = len(labels)
     confusion = project.task_type is TaskType.tagging and not project.multi_select and n > 0
+    coins = project.task_type is TaskType.tagging and project.multi_select
     if confusion:
         columns += [Column(f"confusion_{truth}_{given}", "float",
                            f"Fitted probability of answering {given!r} when the truth is {truth!r}.")
                     for truth in labels for given in labels]
+    elif coins:
+        columns += [Column("sensitivity", "float", "Fitted probability of ticking a label that applies."),
+                    Column("specificity", "float", "Fitted probability of leaving out a label that does not.")]
 
     def chunks() -> Chunks:
         done = 0
         for part in _fetch(session, statement):
             rows = []
             for *values, matrix in part:
+                matrix = _json(matrix) if confusion or coins else None
+                side = n if confusion else 2
+                fits = isinstance(matrix, list) and len(matrix) == side and all(len(row) == side for row in matrix)
                 if confusion:
-                    matrix = _json(matrix)
-                    fits = isinstance(matrix, list) and len(matrix) == n and all(len(row) == n for row in matrix)
                     values += [p for row in matrix for p in row] if fits else [None] * (n * n)
+                elif coins:  # rows: truth absent, present; columns: left out, ticked
+                    values += [matrix[1][1], matrix[0][0]] if fits else [None, None]
                 rows.append(values)
             done += len(part)
             yield done, _transpose(rows, len(columns))

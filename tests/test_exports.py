@@ -309,6 +309,26 @@ def test_reliability_lists_volunteers_by_pseudonym_with_skill_and_quarantine(cli
     assert "confusion_cat_dog" in rows[0]
 
 
+def test_reliability_of_a_multi_label_project_gives_sensitivity_and_specificity(client, owner, make_project,
+                                                                                 new_volunteer, run_jobs):
+    """A multi-label project's refit measures each volunteer at ticking and leaving out labels."""
+    project = make_project({**TAGGING, "multi_select": True, "strategy": "breadth_first"}, n=20)
+
+    def truth(unit: dict[str, Any]) -> dict[str, Any]:
+        return {"labels": [LABELS[unit["id"] % len(LABELS)]]}
+
+    for _ in range(3):
+        headers = new_volunteer()
+        while serve_and_answer(client, project, headers, truth) is not None:
+            pass
+    run_jobs()
+    _, archive = exported(client, owner, run_jobs, project, "reliability", "csv")
+    rows = list(csv.DictReader(io.StringIO(member(archive, ".csv").decode())))
+    assert len(rows) == 3 and "confusion_cat_dog" not in rows[0]
+    assert all(float(r["sensitivity"]) > 0.8 and float(r["specificity"]) > 0.8 and float(r["skill"]) > 0.8
+               for r in rows)
+
+
 def test_gold_rows_give_the_known_and_given_answers(client, owner, new_volunteer, run_jobs):
     """The gold export has the expected label, the given one and the score, per answer to a gold unit."""
     project = client.post("/api/v1/projects", headers=owner["headers"],
