@@ -287,21 +287,27 @@ def test_formula_cells_are_neutralised_in_csv_only(client, owner, new_volunteer,
     assert json.loads(member(jsonl_zip, ".jsonl"))["unit"] == '=HYPERLINK("x")'
 
 
-def test_reliability_lists_volunteers_by_pseudonym_with_skill_and_quarantine(client, owner, make_project,
-                                                                            new_volunteer, run_jobs):
-    """After a refit, reliability rows give each volunteer's skill; the spammer shows as quarantined."""
-    project = make_project({**TAGGING, "strategy": "breadth_first"}, n=20)
-
-    def truth(unit: dict[str, Any]) -> dict[str, Any]:
-        return {"label": LABELS[unit["id"] % len(LABELS)]}
-
-    for label in (truth, truth, {"label": "cat"}):
+def reliability_rows(client, owner, make_project, new_volunteer, run_jobs, settings, payloads):  # type: ignore
+    """Reliability export rows after one volunteer per payload (a function of the unit, or fixed)
+    answered every unit of a 20-unit project, breadth first."""
+    project = make_project({**settings, "strategy": "breadth_first"}, n=20)
+    for payload in payloads:
         headers = new_volunteer()
-        while serve_and_answer(client, project, headers, label) is not None:
+        while serve_and_answer(client, project, headers, payload) is not None:
             pass
     run_jobs()
     _, archive = exported(client, owner, run_jobs, project, "reliability", "csv")
-    rows = list(csv.DictReader(io.StringIO(member(archive, ".csv").decode())))
+    return list(csv.DictReader(io.StringIO(member(archive, ".csv").decode())))
+
+
+def test_reliability_lists_volunteers_by_pseudonym_with_skill_and_quarantine(client, owner, make_project,
+                                                                            new_volunteer, run_jobs):
+    """After a refit, reliability rows give each volunteer's skill; the spammer shows as quarantined."""
+    def truth(unit: dict[str, Any]) -> dict[str, Any]:
+        return {"label": LABELS[unit["id"] % len(LABELS)]}
+
+    rows = reliability_rows(client, owner, make_project, new_volunteer, run_jobs, TAGGING,
+                            (truth, truth, {"label": "cat"}))
     assert len(rows) == 3 and all(len(r["volunteer"]) == 36 for r in rows)
     assert sorted(r["quarantined"] for r in rows) == ["false", "false", "true"]
     fitted = [r for r in rows if r["quarantined"] == "false"]
@@ -312,18 +318,11 @@ def test_reliability_lists_volunteers_by_pseudonym_with_skill_and_quarantine(cli
 def test_reliability_of_a_multi_label_project_gives_sensitivity_and_specificity(client, owner, make_project,
                                                                                  new_volunteer, run_jobs):
     """A multi-label project's refit measures each volunteer at ticking and leaving out labels."""
-    project = make_project({**TAGGING, "multi_select": True, "strategy": "breadth_first"}, n=20)
-
     def truth(unit: dict[str, Any]) -> dict[str, Any]:
         return {"labels": [LABELS[unit["id"] % len(LABELS)]]}
 
-    for _ in range(3):
-        headers = new_volunteer()
-        while serve_and_answer(client, project, headers, truth) is not None:
-            pass
-    run_jobs()
-    _, archive = exported(client, owner, run_jobs, project, "reliability", "csv")
-    rows = list(csv.DictReader(io.StringIO(member(archive, ".csv").decode())))
+    rows = reliability_rows(client, owner, make_project, new_volunteer, run_jobs, {**TAGGING, "multi_select": True},
+                            (truth, truth, truth))
     assert len(rows) == 3 and "confusion_cat_dog" not in rows[0]
     assert all(float(r["sensitivity"]) > 0.8 and float(r["specificity"]) > 0.8 and float(r["skill"]) > 0.8
                for r in rows)

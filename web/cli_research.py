@@ -209,8 +209,8 @@ def aggregate(answers_path: Path, out_path: Path, method: str | None, multi_labe
         result = aggregate_tags(answers, method, gold)
     else:
         result = aggregate_answers(answers, method, gold, seed)
-    where = write_csv(out_path, list(result.columns),
-                      ([unit, label, f"{confidence:.6f}"] for unit, label, confidence in result.itertuples(index=False)))
+    rows = ([unit, label, f"{confidence:.6f}"] for unit, label, confidence in result.itertuples(index=False))
+    where = write_csv(out_path, list(result.columns), rows)
     click.echo(f"{len(answers)} answers on {len(result)} units by {answers['volunteer'].nunique()} volunteers, "
                f"aggregated with {method}; wrote {where}", err=True)
 

@@ -126,11 +126,11 @@ def _candidate_pairs(x: np.ndarray, y: np.ndarray, reach: np.ndarray) -> tuple[n
     width = float(x.max() - x.min()) + 2 * float(reach.max()) + 1
     key = band * width + (x - float(x.min()))
     order = np.argsort(key, kind="stable")
-    key, ys, rs = key[order], y[order], reach[order]
+    key, ys, rs, band = key[order], y[order], reach[order], band[order]
     found_i, found_j = [], []
     for step in range(int(np.ceil(float(reach.max()) / height)) + 1):
         # own band: forward only, so each pair is found once; later bands: both sides
-        spans = np.arange(n) if step == 0 else np.flatnonzero((rs > (step - 1) * height) & (band[order] + step < n_bands))
+        spans = np.arange(n) if step == 0 else np.flatnonzero((rs > (step - 1) * height) & (band + step < n_bands))
         shifted = key[spans] + step * width
         first = spans + 1 if step == 0 else np.searchsorted(key, shifted - rs[spans], side="left")
         counts = np.maximum(np.searchsorted(key, shifted + rs[spans], side="right") - first, 0)
@@ -228,7 +228,7 @@ class CraterClustering:
     (``linkage="complete"``) demands it of every pair. The cannot-link
     (:math:`D_{ij} = 10^9` for two marks of one volunteer) keeps at most one mark per
     volunteer in a cluster under either linkage, so a volunteer who marks a crater twice
-    counts once. Candidate pairs come from a sweep along x; the linkage runs only inside connected
+    counts once. Candidate pairs come from a sweep in bands; the linkage runs only inside connected
     groups of compatible marks (:math:`D \le 1`), batched and vectorised, so tens of
     thousands of marks take a fraction of a second. A group of more than 400 marks (only
     crowded or adversarial input makes one) is clustered greedily over its compatible pairs

@@ -378,7 +378,7 @@ export class MarkingSurface {
       const g = el('g', attrs, parent);
       if (named) el('circle', {class: 'hit', ...at}, g);
       el('circle', {class: this.circles ? 'ring' : 'ring point', ...at}, g);
-      if (wrong) { // crossed out: a diagonal through the mark, whatever its colour
+      if (wrong) { // crossed out: an X through the mark, which reads without its colour
         const d = at.r * Math.SQRT1_2;
         el('path', {class: 'cross', d: `M${m.x - d},${m.y - d}L${m.x + d},${m.y + d}M${m.x - d},${m.y + d}L${m.x + d},${m.y - d}`}, g);
       }
