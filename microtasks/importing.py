@@ -63,6 +63,8 @@ MAX_ENTRY_BYTES = 100 * 1024 * 1024
 MAX_TOTAL_BYTES = 4 * 1024 * 1024 * 1024
 MAX_ENTRIES = 100_000
 MAX_RATIO = 200
+#: Compression methods an archive entry may use: the ones :mod:`zipfile` reads (not Deflate64, say).
+ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 MANIFEST_NAMES = ("manifest.csv", "manifest.json", "manifest.jsonl")
 #: A manifest lists at most as many entries as an archive may hold files.
 MAX_MANIFEST_ENTRIES = MAX_ENTRIES
@@ -355,11 +357,11 @@ class Source:
             raise ValueError(f"larger than {MAX_ENTRY_BYTES} bytes unpacked")
         if info.compress_size and info.file_size / info.compress_size > MAX_RATIO and info.file_size > 1_000_000:
             raise ValueError(f"compressed {info.file_size // info.compress_size}:1, suspiciously well (a ZIP bomb?)")
+        if info.compress_type not in ZIP_METHODS:
+            raise ValueError(f"unsupported compression (method {info.compress_type})")
         try:
             with self._zip.open(info) as handle:
                 data = handle.read(MAX_ENTRY_BYTES + 1)
-        except NotImplementedError as error:  # a subclass of RuntimeError: this clause comes first
-            raise ValueError(f"unsupported compression ({error})") from None
         except RuntimeError as error:  # encrypted
             raise ValueError(f"cannot be read ({error})") from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
