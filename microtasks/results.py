@@ -45,9 +45,10 @@ def aggregate_units(project: Project, answers: Answers, model: ReliabilityModel 
     unit its result, confidence, algorithm and parameters. All the units are aggregated at once;
     each one's result is the same as when aggregated alone.
 
-    For tagging with a fitted ``model`` (named ``fitted``), a unit's posterior comes from the
-    volunteers' fitted reliabilities (for multi-label projects, one probability per tag);
-    otherwise from a majority vote.
+    For tagging with a fitted ``model`` (named ``fitted``; a :class:`TagReliabilityModel` for
+    multi-label projects, whose kind of tagging is fixed once they have answers), a unit's
+    posterior comes from the volunteers' fitted reliabilities (for multi-label projects, one
+    probability per tag); otherwise from a majority vote.
     """
     answers = {unit: given for unit, given in answers.items() if given}
     if not answers:
@@ -55,25 +56,18 @@ def aggregate_units(project: Project, answers: Answers, model: ReliabilityModel 
     units = [unit for unit, given in answers.items() for _ in given]
     volunteers = [volunteer for given in answers.values() for volunteer, _ in given]
     payloads = [payload for given in answers.values() for _, payload in given]
-    if model is not None and isinstance(model, TagReliabilityModel) != project.multi_select:
-        model = None  # fitted for the other kind of tagging: the project's settings changed since
-    if model is not None and project.multi_select:
-        decided = {}
-        for unit, given in answers.items():
-            posterior = model.posterior([(v, p["labels"]) for v, p in given])
-            decided[unit] = {"result": tags_result(model.labels, posterior),
-                             "confidence": tags_confidence(posterior), "algorithm": f"{fitted}+incremental",
-                             "parameters": {"reliabilities": "last refit"}}
-        return decided
     if project.task_type is TaskType.tagging and model is not None:
+        key = "labels" if project.multi_select else "label"
         decided = {}
         for unit, given in answers.items():
-            posterior = model.posterior([(v, p["label"]) for v, p in given])
-            best = int(np.argmax(posterior))
-            shares = {str(label): round(float(share), 4)
-                      for label, share in zip(model.labels, posterior) if share >= 1e-4}
-            decided[unit] = {"result": {"label": model.labels[best], "shares": shares},
-                             "confidence": float(posterior[best]), "algorithm": f"{fitted}+incremental",
+            posterior = model.posterior([(v, p[key]) for v, p in given])
+            if project.multi_select:
+                result, confidence = tags_result(model.labels, posterior), tags_confidence(posterior)
+            else:
+                best = int(np.argmax(posterior))
+                result = {"label": model.labels[best], "shares": label_shares(model.labels, posterior)}
+                confidence = float(posterior[best])
+            decided[unit] = {"result": result, "confidence": confidence, "algorithm": f"{fitted}+incremental",
                              "parameters": {"reliabilities": "last refit"}}
         return decided
     if project.task_type is TaskType.tagging:
@@ -100,15 +94,19 @@ def aggregate_units(project: Project, answers: Answers, model: ReliabilityModel 
                                                clustering.confidences_)}
 
 
-def tags_result(tags: tuple[Any, ...] | list[Any], posterior: np.ndarray) -> dict[str, Any]:
-    """A multi-label result from each tag's probability: the tags above 1/2 and every share of 1e-4 or more.
+def label_shares(labels: Any, posterior: Any) -> dict[str, float]:
+    """A result's shares: each label's probability to 4 places, those of 1e-4 or more, by label text."""
+    return {str(label): round(float(p), 4) for label, p in zip(labels, posterior) if p >= 1e-4}
+
+
+def tags_result(tags: Any, posterior: np.ndarray) -> dict[str, Any]:
+    """A multi-label result from each tag's probability: the tags above 1/2, and the :func:`label_shares`.
 
     Example:
         >>> tags_result(("sky", "sea"), np.array([0.97, 0.00001]))
         {'labels': ['sky'], 'shares': {'sky': 0.97}}
     """
-    return {"labels": [tag for tag, p in zip(tags, posterior) if p > 0.5],
-            "shares": {str(tag): round(float(p), 4) for tag, p in zip(tags, posterior) if p >= 1e-4}}
+    return {"labels": [tag for tag, p in zip(tags, posterior) if p > 0.5], "shares": label_shares(tags, posterior)}
 
 
 def tags_confidence(posterior: np.ndarray) -> float:
@@ -371,11 +369,8 @@ def refit_project(session: Session, project_id: int, job_id: str | None = None, 
         if unit_id not in fitted.probas_.index:
             continue
         posterior = fitted.probas_.loc[unit_id]
-        if project.multi_select:
-            result = tags_result(posterior.index.tolist(), posterior.to_numpy())
-        else:
-            result = {"label": fitted.labels_[unit_id],
-                      "shares": {str(k): round(float(v), 4) for k, v in posterior.items() if v >= 1e-4}}
+        result = tags_result(posterior.index, posterior) if project.multi_select \
+            else {"label": fitted.labels_[unit_id], "shares": label_shares(posterior.index, posterior)}
         rows.append(dict(unit_id=int(unit_id), n_answers=int(n_answers), version=__version__, job_id=job_id,
                          computed_at=utcnow(), result=result, confidence=float(fitted.confidences_[unit_id]),
                          agreement=agreement(result, given[unit_id]) if project.multi_select

@@ -192,6 +192,12 @@ def test_multi_label_gold_fixes_a_units_tags(tmp_path):
     assert {row["unit"]: row["labels"] for row in rows}["u2"] == "sea;boat"
 
 
+def test_multi_label_gold_fixes_a_units_tags_under_the_majority_too(tmp_path):
+    gold = write(tmp_path, "gold.csv", "unit,labels\nu2,sea;boat\n")
+    _, rows = run(tmp_path, TAGS, "--multi-label", "--method", "multilabel_majority", "--gold", str(gold))
+    assert [(row["unit"], row["labels"], row["confidence"]) for row in rows][1] == ("u2", "sea;boat", "1.000000")
+
+
 def test_an_answer_with_no_tag_is_an_empty_cell_not_an_error(tmp_path):
     result, rows = run(tmp_path, "unit,volunteer,labels\nu1,a,\nu1,b,\n", "--multi-label")
     assert result.exit_code == 0 and rows == [{"unit": "u1", "labels": "", "confidence": rows[0]["confidence"]}]

@@ -138,12 +138,7 @@ def aggregate_answers(answers: pd.DataFrame, method: str, gold: pd.Series | None
     model = LABEL_METHODS[method](rng=np.random.default_rng(seed))
     if method == "majority_vote":
         model.fit(answers)
-        labels, confidences = model.labels_.copy(), model.confidences_.copy()
-        if gold is not None:  # majority vote learns no reliabilities: gold only fixes its own units
-            known = gold[gold.index.isin(labels.index)]
-            labels = labels.astype(object)
-            labels.loc[known.index] = known.to_numpy()
-            confidences.loc[known.index] = 1.0
+        labels, confidences = _gold_first(model.labels_, model.confidences_, gold)
     else:
         model.fit(answers, gold=gold)
         labels, confidences = model.labels_, model.confidences_
@@ -152,17 +147,25 @@ def aggregate_answers(answers: pd.DataFrame, method: str, gold: pd.Series | None
                          "confidence": confidences.loc[order].to_numpy(dtype=float)})
 
 
+def _gold_first(labels: pd.Series, confidences: pd.Series, gold: pd.Series | None) -> tuple[pd.Series, pd.Series]:
+    """A majority's results with the gold units given their known answer, confidence 1: a majority
+    learns no reliabilities, so gold only fixes its own units."""
+    labels, confidences = labels.astype(object), confidences.copy()
+    if gold is not None:
+        known = gold[gold.index.isin(labels.index)]
+        for unit, answer in known.items():  # one by one: a multi-label answer is a list, not cells to spread
+            labels.at[unit] = answer
+        confidences.loc[known.index] = 1.0
+    return labels, confidences
+
+
 def aggregate_tags(answers: pd.DataFrame, method: str, gold: pd.Series | None) -> pd.DataFrame:
     """unit, labels (``;``-separated, in the order tags first appear) and confidence for each answered unit."""
     tags = pd.unique(pd.Series([t for listed in list(answers["labels"]) + list(gold if gold is not None else [])
                                 for t in listed], dtype=object))
     if method == "multilabel_majority":
         model = MultiLabelMajority().fit(answers)
-        labels, confidences = model.labels_.copy(), model.confidences_.copy()
-        if gold is not None:  # majority learns no reliabilities: gold only fixes its own units
-            known = gold[gold.index.isin(labels.index)]
-            labels.loc[known.index] = known.to_numpy()
-            confidences.loc[known.index] = 1.0
+        labels, confidences = _gold_first(model.labels_, model.confidences_, gold)
     else:
         model = MultiLabelDawidSkene(labels=list(tags)).fit(answers, gold)
         labels, confidences = model.labels_, model.confidences_

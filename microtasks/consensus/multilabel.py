@@ -179,10 +179,6 @@ class MultiLabelDawidSkene:
             self.n_iter_ += 1
             if len(self.loss_history_) > 1 and abs(self.loss_history_[-2] - loss) <= self.tol:
                 break
-        if n_answers == 0:
-            sensitivity = specificity = np.empty(0)
-            present_hit = present = absent_hit = absent_all = np.empty(0)
-            prevalence = np.full(n_tags, 0.5)
         self.probas_ = pd.DataFrame(truth, index=units, columns=tags)
         chosen = truth > 0.5
         names = tags.tolist()
