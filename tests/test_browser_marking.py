@@ -18,26 +18,56 @@ SIZE = (640, 480)
 
 
 class Fingers:
-    """Touches on the page, each a list of (x, y) screen points moved through together."""
+    """Touches on the page, each a list of (x, y) screen points moved through together.
+
+    Chromium answers a touch sent through the DevTools protocol before the page has handled it, so each step
+    waits until the page has seen its pointer events: a screenshot or a check made sooner could race them.
+    """
+
+    SEEN = """() => {
+      window.seenPointers = [];
+      for (const type of ['pointerdown', 'pointermove', 'pointerup', 'pointercancel']) {
+        addEventListener(type, (e) => seenPointers.push([e.type, e.clientX, e.clientY]), true);
+      }
+    }"""
+    HANDLED = """([type, points]) => points.every(([x, y]) => seenPointers.some(([t, sx, sy]) =>
+      t === type && Math.abs(sx - x) < 0.5 && Math.abs(sy - y) < 0.5))"""
 
     def __init__(self, page: Any) -> None:
         self.page = page
         self.cdp = page.context.new_cdp_session(page)
+        self.touching: list[tuple[float, float]] = []
+        page.evaluate(self.SEEN)
 
     def send(self, kind: str, points: list[tuple[float, float]]) -> None:
         touches = [{"x": x, "y": y, "id": i + 1} for i, (x, y) in enumerate(points)]
         self.cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touches})
 
+    def forget(self) -> None:
+        self.page.evaluate("() => { seenPointers.length = 0; }")
+
+    def handled(self, pointer_type: str, points: list[tuple[float, float]]) -> None:
+        self.page.wait_for_function(self.HANDLED, arg=[pointer_type, [list(p) for p in points]])
+
     def down(self, *points: tuple[float, float]) -> None:
+        self.forget()
         self.send("touchStart", list(points))
+        self.handled("pointerdown", list(points))
+        self.touching = list(points)
 
     def move(self, start: list[tuple[float, float]], end: list[tuple[float, float]], steps: int = 8) -> None:
+        self.forget()
         for step in range(1, steps + 1):
             t = step / steps
             self.send("touchMove", [(a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t) for a, b in zip(start, end)])
+        self.handled("pointermove", end)
+        self.touching = list(end)
 
     def up(self) -> None:
+        self.forget()
         self.send("touchEnd", [])
+        self.handled("pointerup", self.touching)
+        self.touching = []
 
     def drag(self, start: tuple[float, float], end: tuple[float, float]) -> None:
         self.down(start)
@@ -154,6 +184,23 @@ def test_the_magnifier_shows_what_is_under_the_finger_in_the_far_corner(phone, m
     assert loupe.locator("image").count() == 1
     fingers.up()
     assert loupe.is_hidden()
+
+
+def test_a_finger_moving_while_the_drawing_area_has_no_size_changes_nothing(phone, make_project, session_maker):
+    """While the page is laid out anew (a phone turning) the drawing area can have no size for a moment; a move
+    then means no place on the image, so the circle keeps the size it had and nothing is drawn at infinity."""
+    page = phone(make_project(MARKING, n=1, size=SIZE))
+    fingers = Fingers(page)
+    box = stage_box(page)
+    centre, edge = at(box, 0.5, 0.5), at(box, 0.6, 0.5)  # a radius of 64 image pixels
+    fingers.down(centre)
+    fingers.move([centre], [edge])
+    page.evaluate("() => { document.getElementById('stage').style.width = '0px'; }")
+    fingers.move([edge], [at(box, 0.9, 0.5)])
+    page.evaluate("() => { document.getElementById('stage').style.width = ''; }")
+    fingers.up()
+    [mark] = submitted_marks(page, session_maker)
+    assert_close(mark, {"x": 320, "y": 240, "r": 64})
 
 
 def test_a_point_slides_under_the_finger_until_it_lifts(phone, make_project, session_maker):

@@ -197,9 +197,11 @@ export class MarkingSurface {
 
   // -- pointers --------------------------------------------------------------------------------------------
 
-  // A pointer position in image pixels, and image pixels per screen pixel.
+  // A pointer position in image pixels, and image pixels per screen pixel; null while the surface has no size
+  // (the page being laid out anew, as when a phone turns), when no position can be meant.
   toImage(e) {
     const box = this.svg.getBoundingClientRect();
+    if (!box.width) return null;
     const scale = this.w / box.width;
     return {x: (e.clientX - box.left) * scale, y: (e.clientY - box.top) * scale, scale};
   }
@@ -214,8 +216,8 @@ export class MarkingSurface {
       this.startPinch();
       return;
     }
-    if (this.pointers.size > 1 || this.pinch || this.disabled || !e.isPrimary) return;
     const p = this.toImage(e);
+    if (this.pointers.size > 1 || this.pinch || this.disabled || !e.isPrimary || !p) return;
     const handle = e.target.closest('[data-handle]');
     const mark = e.target.closest('[data-i]');
     const i = mark ? Number(mark.dataset.i) : -1;
@@ -233,12 +235,12 @@ export class MarkingSurface {
       return;
     }
     const g = this.gesture;
-    if (!g || e.pointerId !== g.id) return;
+    const p = this.toImage(e);
+    if (!g || e.pointerId !== g.id || !p) return;
     if (!g.moved && Math.hypot(e.clientX - g.sx, e.clientY - g.sy) >= DRAG) {
       g.moved = true;
       if (g.mode !== 'draw') this.remember();
     }
-    const p = this.toImage(e);
     g.px = p.x;
     g.py = p.y;
     if (g.mode === 'draw') {
