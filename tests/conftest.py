@@ -371,15 +371,63 @@ def wait_for_answers(page, session_maker, n: int, seconds: float = 15) -> list[A
     return stored(session_maker)
 
 
-def touch_drag(page, start: tuple[float, float], drag: float) -> None:  # type: ignore[no-untyped-def]
-    """Press a finger at ``start`` (screen pixels) and drag it ``drag`` pixels to the right in 8 moves."""
-    touch = page.context.new_cdp_session(page)
+class Fingers:
+    """Touches on the page, each a list of (x, y) screen points moved through together.
 
-    def finger(kind: str, x: float, y: float) -> None:
-        points = [] if kind == "touchEnd" else [{"x": x, "y": y, "id": 1}]
-        touch.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+    Chromium answers a touch sent through the DevTools protocol before the page has handled it, so each step
+    waits until the page has seen its pointer events: a screenshot or a check made sooner could race them.
+    """
 
-    finger("touchStart", *start)
-    for step in range(1, 9):
-        finger("touchMove", start[0] + drag * step / 8, start[1])
-    finger("touchEnd", start[0] + drag, start[1])
+    SEEN = """() => {
+      window.seenPointers = [];
+      for (const type of ['pointerdown', 'pointermove', 'pointerup', 'pointercancel']) {
+        addEventListener(type, (e) => seenPointers.push([e.type, e.clientX, e.clientY]), true);
+      }
+    }"""
+    HANDLED = """([type, points]) => points.every(([x, y]) => seenPointers.some(([t, sx, sy]) =>
+      t === type && Math.abs(sx - x) < 0.5 && Math.abs(sy - y) < 0.5))"""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.cdp = page.context.new_cdp_session(page)
+        self.touching: list[tuple[float, float]] = []
+        page.evaluate(self.SEEN)
+
+    def send(self, kind: str, points: list[tuple[float, float]]) -> None:
+        touches = [{"x": x, "y": y, "id": i + 1} for i, (x, y) in enumerate(points)]
+        self.cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touches})
+
+    def forget(self) -> None:
+        self.page.evaluate("() => { seenPointers.length = 0; }")
+
+    def handled(self, pointer_type: str, points: list[tuple[float, float]]) -> None:
+        self.page.wait_for_function(self.HANDLED, arg=[pointer_type, [list(p) for p in points]])
+
+    def down(self, *points: tuple[float, float]) -> None:
+        self.forget()
+        self.send("touchStart", list(points))
+        self.handled("pointerdown", list(points))
+        self.touching = list(points)
+
+    def move(self, start: list[tuple[float, float]], end: list[tuple[float, float]], steps: int = 8) -> None:
+        self.forget()
+        for step in range(1, steps + 1):
+            t = step / steps
+            self.send("touchMove", [(a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t) for a, b in zip(start, end)])
+        self.handled("pointermove", end)
+        self.touching = list(end)
+
+    def up(self) -> None:
+        self.forget()
+        self.send("touchEnd", [])
+        self.handled("pointerup", self.touching)
+        self.touching = []
+
+    def tap(self, point: tuple[float, float]) -> None:
+        self.down(point)
+        self.up()
+
+    def drag(self, start: tuple[float, float], end: tuple[float, float]) -> None:
+        self.down(start)
+        self.move([start], [end])
+        self.up()

@@ -34,6 +34,7 @@ from tests.conftest import (
     PHONE,
     TAGGING,
     TIMEOUT_MS,
+    Fingers,
     answer,
     gold_project,
     png_bytes,
@@ -110,7 +111,8 @@ def tagging_with_tutorial(v: Visit) -> None:
 def tagging(v: Visit) -> None:
     tagging_with_tutorial(v)
     v.page.locator("#tutorial-skip").click()
-    v.page.wait_for_selector("#howto:not([open])", state="attached")
+    # the dialog's close event, a moment after it closes, hands focus to the first answer
+    v.page.wait_for_function("() => document.activeElement === document.querySelector('.label-button')")
 
 
 def marking(v: Visit) -> None:
@@ -464,7 +466,7 @@ def test_a_circle_can_be_sized_without_dragging(visit):
     v.go(f"/p/{project['slug']}")
     wait_for_unit(v.page)
     box = v.page.locator("#unit-image").bounding_box()
-    v.page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    Fingers(v.page).tap((box["x"] + box["width"] / 2, box["y"] + box["height"] / 2))
     for name in ("Bigger circle", "Bigger circle", "Bigger circle", "Smaller circle"):
         v.page.get_by_role("button", name=name).tap()
     v.page.get_by_role("button", name="Undo").tap()  # takes back the last size only

@@ -16,10 +16,10 @@ import pytest
 from tests.conftest import (
     MARKING,
     TAGGING,
+    Fingers,
     shoot,
     sign_in_with_key,
     stored,
-    touch_drag,
     wait_for_next_unit,
     wait_for_thanks,
 )
@@ -94,7 +94,8 @@ def test_a_circle_drawn_by_touch_is_stored_in_image_pixels(phone, make_project, 
     scale = 640 / box["width"]
     drag = 40
     scroll_before = page.evaluate("window.scrollY")
-    touch_drag(page, (box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5), drag)
+    start = (box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    Fingers(page).drag(start, (start[0] + drag, start[1]))
     assert page.evaluate("window.scrollY") == scroll_before  # dragging on the image never scrolls
     assert page.locator("#count").inner_text() == "1 mark"
     shoot(page, "marking")
@@ -112,7 +113,7 @@ def test_a_tap_with_the_point_tool_stores_a_point(phone, make_project, session_m
     project = make_project({**MARKING, "marking_tool": "point"}, n=1, size=(640, 480))
     page = phone(project)
     box = image_box(page)
-    page.touchscreen.tap(box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.25)
+    Fingers(page).tap((box["x"] + box["width"] * 0.75, box["y"] + box["height"] * 0.25))
     shoot(page, "marking-point")
     page.get_by_role("button", name="Submit").tap()
     wait_for_thanks(page)
@@ -164,11 +165,12 @@ def test_tapping_a_mark_selects_it_for_removal_and_undo_restores_it(phone, make_
     project = make_project(MARKING, n=1, size=(640, 480))
     page = phone(project)
     box = image_box(page)
+    fingers = Fingers(page)
     for fx in (0.3, 0.7):
-        page.touchscreen.tap(box["x"] + box["width"] * fx, box["y"] + box["height"] * 0.5)
+        fingers.tap((box["x"] + box["width"] * fx, box["y"] + box["height"] * 0.5))
     assert page.locator("#count").inner_text() == "2 marks"
     default_r = 640 * 0.04 * box["width"] / 640  # on screen
-    page.touchscreen.tap(box["x"] + box["width"] * 0.3 + default_r, box["y"] + box["height"] * 0.5)  # on its ring
+    fingers.tap((box["x"] + box["width"] * 0.3 + default_r, box["y"] + box["height"] * 0.5))  # on its ring
     assert page.locator("#surface .mark.selected").count() == 1
     shoot(page, "marking-selected")
     page.get_by_role("button", name="Remove selected").tap()
@@ -190,7 +192,7 @@ def test_an_answer_that_fails_to_send_is_kept_and_retried_with_the_same_id(phone
     page.route("**/answers", flaky)
     phone.expected.append("net::ERR_FAILED")  # the aborted request, logged by Chromium
     box = image_box(page)
-    page.touchscreen.tap(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    Fingers(page).tap((box["x"] + box["width"] / 2, box["y"] + box["height"] / 2))
     page.get_by_role("button", name="Submit").tap()
     alert = page.get_by_role("alert")
     alert.filter(has_text="answer is kept").wait_for()

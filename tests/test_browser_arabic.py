@@ -16,10 +16,10 @@ from tests.conftest import (
     MARKING,
     PHONE,
     TAGGING,
+    Fingers,
     ahead_is_loaded,
     gold_project,
     shoot,
-    touch_drag,
     wait_for_answers,
     wait_for_next_unit,
     wait_for_unit,
@@ -57,7 +57,8 @@ def draw_circle_by_touch(page, fx: float, fy: float, drag: float) -> float:  # t
     """Press a finger at (fx, fy) of the image's box and drag it ``drag`` screen pixels to the right; return the
     image's width on screen."""
     box = page.locator("#unit-image").bounding_box()
-    touch_drag(page, (box["x"] + box["width"] * fx, box["y"] + box["height"] * fy), drag)
+    start = (box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
+    Fingers(page).drag(start, (start[0] + drag, start[1]))
     return box["width"]
 
 
@@ -204,7 +205,7 @@ def test_gold_feedback_on_marks_is_in_arabic_and_draws_the_known_marks_unmirrore
     page = pages(f"/p/{project['slug']}?lang=ar", **PHONE)
     wait_for_unit(page)
     box = page.locator("#unit-image").bounding_box()
-    page.touchscreen.tap(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    Fingers(page).tap((box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5))
     page.get_by_role("button", name="إرسال").click()
     page.get_by_role("button", name="الصورة التالية").wait_for()
     assert "مرسومة بخط متقطع" in page.locator("#review-note").inner_text()

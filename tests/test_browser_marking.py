@@ -10,69 +10,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import MARKING, shoot, stored, wait_for_thanks, wait_for_unit
+from tests.conftest import MARKING, Fingers, shoot, stored, wait_for_thanks, wait_for_unit
 
 pytestmark = pytest.mark.browser
 
 SIZE = (640, 480)
-
-
-class Fingers:
-    """Touches on the page, each a list of (x, y) screen points moved through together.
-
-    Chromium answers a touch sent through the DevTools protocol before the page has handled it, so each step
-    waits until the page has seen its pointer events: a screenshot or a check made sooner could race them.
-    """
-
-    SEEN = """() => {
-      window.seenPointers = [];
-      for (const type of ['pointerdown', 'pointermove', 'pointerup', 'pointercancel']) {
-        addEventListener(type, (e) => seenPointers.push([e.type, e.clientX, e.clientY]), true);
-      }
-    }"""
-    HANDLED = """([type, points]) => points.every(([x, y]) => seenPointers.some(([t, sx, sy]) =>
-      t === type && Math.abs(sx - x) < 0.5 && Math.abs(sy - y) < 0.5))"""
-
-    def __init__(self, page: Any) -> None:
-        self.page = page
-        self.cdp = page.context.new_cdp_session(page)
-        self.touching: list[tuple[float, float]] = []
-        page.evaluate(self.SEEN)
-
-    def send(self, kind: str, points: list[tuple[float, float]]) -> None:
-        touches = [{"x": x, "y": y, "id": i + 1} for i, (x, y) in enumerate(points)]
-        self.cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": touches})
-
-    def forget(self) -> None:
-        self.page.evaluate("() => { seenPointers.length = 0; }")
-
-    def handled(self, pointer_type: str, points: list[tuple[float, float]]) -> None:
-        self.page.wait_for_function(self.HANDLED, arg=[pointer_type, [list(p) for p in points]])
-
-    def down(self, *points: tuple[float, float]) -> None:
-        self.forget()
-        self.send("touchStart", list(points))
-        self.handled("pointerdown", list(points))
-        self.touching = list(points)
-
-    def move(self, start: list[tuple[float, float]], end: list[tuple[float, float]], steps: int = 8) -> None:
-        self.forget()
-        for step in range(1, steps + 1):
-            t = step / steps
-            self.send("touchMove", [(a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t) for a, b in zip(start, end)])
-        self.handled("pointermove", end)
-        self.touching = list(end)
-
-    def up(self) -> None:
-        self.forget()
-        self.send("touchEnd", [])
-        self.handled("pointerup", self.touching)
-        self.touching = []
-
-    def drag(self, start: tuple[float, float], end: tuple[float, float]) -> None:
-        self.down(start)
-        self.move([start], [end])
-        self.up()
 
 
 def stage_box(page: Any) -> dict[str, float]:
@@ -218,8 +160,8 @@ def test_a_selected_circle_moves_when_dragged_and_resizes_by_its_handle(phone, m
     fingers = Fingers(page)
     box = stage_box(page)
     to_screen = box["width"] / SIZE[0]
-    page.touchscreen.tap(*at(box, 0.25, 0.5))  # a circle at (160, 240), radius 25.6
-    page.touchscreen.tap(box["x"] + (160 + 25.6) * to_screen, box["y"] + box["height"] / 2)  # on its ring: selected
+    fingers.tap(at(box, 0.25, 0.5))  # a circle at (160, 240), radius 25.6
+    fingers.tap((box["x"] + (160 + 25.6) * to_screen, box["y"] + box["height"] / 2))  # on its ring: selected
     assert page.locator("#surface .mark.selected").count() == 1
     fingers.drag(at(box, 0.25, 0.5), at(box, 0.5, 0.5))  # moved to (320, 240)
     handle = page.locator("#surface .handle-dot").bounding_box()
@@ -236,9 +178,10 @@ def test_undo_takes_back_a_move(phone, make_project):
     """A drag of a selected circle is one change: Undo puts it back where it was."""
     page = phone(make_project(MARKING, n=1, size=SIZE))
     box = stage_box(page)
-    page.touchscreen.tap(*at(box, 0.25, 0.5))
-    page.touchscreen.tap(box["x"] + (160 + 25.6) * box["width"] / SIZE[0], box["y"] + box["height"] / 2)
-    Fingers(page).drag(at(box, 0.25, 0.5), at(box, 0.5, 0.5))
+    fingers = Fingers(page)
+    fingers.tap(at(box, 0.25, 0.5))
+    fingers.tap((box["x"] + (160 + 25.6) * box["width"] / SIZE[0], box["y"] + box["height"] / 2))
+    fingers.drag(at(box, 0.25, 0.5), at(box, 0.5, 0.5))
     page.get_by_role("button", name="Undo").click()
     ring = page.locator("#surface .mark .ring")
     assert float(ring.get_attribute("cx")) == pytest.approx(160)

@@ -23,6 +23,7 @@ from tests.conftest import (
     MARKING,
     PHONE,
     TAGGING,
+    Fingers,
     ahead_is_loaded,
     gold_project,
     png_bytes,
@@ -285,7 +286,7 @@ def test_gold_feedback_on_marks_draws_the_known_marks_beside_the_volunteers(phon
     project = gold_project(client, owner, run_jobs, MARKING, [("a.png", known), ("b.png", "")], size=(640, 480))
     page = phone(project)
     box = page.locator("#unit-image").bounding_box()
-    page.touchscreen.tap(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    Fingers(page).tap((box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5))
     first = page.get_attribute("#unit-image", "src")
     page.get_by_role("button", name="Submit").click()
     next_button = page.get_by_role("button", name="Next image")
