@@ -322,14 +322,20 @@ def test_without_one_a_random_secret_key_is_kept_in_the_instance_folder(settings
     assert keys[0] == keys[2] != keys[1] and len(keys[0]) >= 43
 
 
-def test_rotating_the_secret_key_keeps_volunteers_and_owners_signed_in(settings, redis_db, owner):
-    """With the old key among SECRET_KEY_FALLBACKS, tokens and sessions it signed still work; without, they end."""
+@pytest.fixture()
+def app_with(settings, redis_db):  # type: ignore[no-untyped-def]
+    """An app on the same database and Redis with the given SECRET_KEY and SECRET_KEY_FALLBACKS."""
     from web import create_app
 
-    def app_with(key: str, fallbacks: str = ""):  # type: ignore[no-untyped-def]
+    def make(key: str, fallbacks: str = ""):  # type: ignore[no-untyped-def]
         return create_app({"TESTING": True, "SECRET_KEY": key, "SECRET_KEY_FALLBACKS": fallbacks,
                            "SETTINGS": settings, "REDIS": redis_db})
 
+    return make
+
+
+def test_rotating_the_secret_key_keeps_volunteers_and_owners_signed_in(app_with, owner):
+    """With the old key among SECRET_KEY_FALLBACKS, tokens and sessions it signed still work; without, they end."""
     before = app_with("old key").test_client()
     token = {"X-Volunteer-Token": before.post("/api/v1/volunteers").get_json()["token"]}
     sign_in(before, owner)
@@ -341,6 +347,39 @@ def test_rotating_the_secret_key_keeps_volunteers_and_owners_signed_in(settings,
     assert rotated.get("/owner/").status_code == 200
     assert forgotten.get("/api/v1/volunteers/me", headers=token).status_code == 401
     assert forgotten.get("/owner/").status_code == 302  # back to the sign-in page
+
+
+def test_a_page_signs_a_volunteer_cookie_of_a_rotated_key_anew(app_with, make_project):
+    """The task page re-signs a cookie that only a fallback key verifies: the volunteer is kept once the old key
+    is dropped. A cookie of the current key is left as it is."""
+    project = make_project(TAGGING, n=1)
+    before = app_with("old key").test_client()
+    before.get(f"/p/{project['slug']}")
+    old_cookie = before.get_cookie("mt_volunteer").value
+    me = before.get("/api/v1/volunteers/me").get_json()["id"]
+    rotated = app_with("new key", "old key").test_client()
+    rotated.set_cookie("mt_volunteer", old_cookie)
+    rotated.get(f"/p/{project['slug']}")
+    new_cookie = rotated.get_cookie("mt_volunteer").value
+    assert new_cookie != old_cookie
+    assert rotated.get(f"/p/{project['slug']}").headers.get("Set-Cookie") is None  # signed anew once only
+    forgotten = app_with("new key").test_client()
+    forgotten.set_cookie("mt_volunteer", new_cookie)
+    assert forgotten.get("/api/v1/volunteers/me").get_json()["id"] == me
+
+
+def test_an_app_gets_its_volunteer_token_signed_anew_from_me(app_with):
+    """GET /volunteers/me with a token answers with the token signed by the current key, which outlives the old
+    key; a call on the pages' cookie never shows the token to a script."""
+    before = app_with("old key").test_client()
+    created = before.post("/api/v1/volunteers").get_json()
+    rotated = app_with("new key", "old key").test_client()
+    renewed = rotated.get("/api/v1/volunteers/me", headers={"X-Volunteer-Token": created["token"]}).get_json()
+    forgotten = app_with("new key").test_client()
+    me = forgotten.get("/api/v1/volunteers/me", headers={"X-Volunteer-Token": renewed["token"]})
+    assert me.status_code == 200 and me.get_json()["id"] == created["id"]
+    rotated.set_cookie("mt_volunteer", created["token"])
+    assert "token" not in rotated.get("/api/v1/volunteers/me").get_json()
 
 
 def test_no_secret_key_is_written_in_the_code():

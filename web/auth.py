@@ -111,6 +111,15 @@ def volunteer_token(volunteer: Volunteer) -> str:
     return _signer().dumps([volunteer.id, volunteer.public_id])
 
 
+def signed_with_current_key(token: str) -> bool:
+    """Whether ``token`` verifies with ``SECRET_KEY`` itself, not only with one of the fallback keys."""
+    try:
+        URLSafeSerializer(current_app.secret_key, salt="volunteer").loads(token)
+    except BadSignature:
+        return False
+    return True
+
+
 def volunteer_id_from_token(token: str) -> int | None:
     try:
         value = _signer().loads(token)
@@ -139,12 +148,17 @@ def ensure_volunteer_cookie(response: Any) -> Any:
     """Pages give a new visitor an anonymous volunteer identity at once: no sign-up to start.
 
     A cookie naming an erased volunteer (erased on another device) is replaced too: the
-    page costs one look-up more, the API's hot path none.
+    page costs one look-up more, the API's hot path none. A cookie signed with a key that
+    has since been rotated into ``SECRET_KEY_FALLBACKS`` is signed anew with ``SECRET_KEY``,
+    so the volunteer stays who they are after that key is dropped.
     """
     volunteer_id = current_volunteer_id(required=False)
-    if volunteer_id is None or db().get(Volunteer, volunteer_id) is None:
+    volunteer = db().get(Volunteer, volunteer_id) if volunteer_id is not None else None
+    if volunteer is None:
         volunteer = create_volunteer(db())
         db().commit()
+        set_volunteer_cookie(response, volunteer)
+    elif not signed_with_current_key(request.cookies.get(VOLUNTEER_COOKIE, "")):
         set_volunteer_cookie(response, volunteer)
     return response
 

@@ -294,8 +294,16 @@ class Me(MethodView):
     @blp.doc(security=[{"VolunteerToken": []}])
     @blp.response(200, VolunteerSummarySchema)
     def get(self) -> dict[str, Any]:
-        """You: your account, if any, and your answers, projects and gold passed"""
-        return summary(get_volunteer(db(), current_volunteer_id()))
+        """You: your account, if any, and your answers, projects and gold passed; and your token, signed anew
+
+        After the server's secret key is rotated, tokens signed with the old key keep working only
+        while it stays among the fallback keys: an app that calls this now and then and keeps the
+        token it returns never loses its volunteer. (The pages' cookie is re-signed by the pages, and
+        its token never reaches a script.)
+        """
+        volunteer = get_volunteer(db(), current_volunteer_id())
+        renewed = {"token": volunteer_token(volunteer)} if request.headers.get(VOLUNTEER_HEADER) else {}
+        return {**summary(volunteer), **renewed}
 
     @blp.doc(security=[{"VolunteerToken": []}])
     @blp.response(200, ErasedSchema)

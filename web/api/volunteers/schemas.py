@@ -139,6 +139,9 @@ class VolunteerSummarySchema(Schema):
     answers = fields.Integer()
     gold_passed = fields.Integer()
     projects = fields.List(fields.Nested(ProjectActivitySchema))
+    token = fields.String(metadata={
+        "description": "When you sent X-Volunteer-Token: your token signed with the server's current key; "
+                       "keep it in place of the one you sent."})
 
 
 class ErasedSchema(Schema):
