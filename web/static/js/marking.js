@@ -216,8 +216,9 @@ export class MarkingSurface {
       this.startPinch();
       return;
     }
+    if (this.pointers.size > 1 || this.pinch || this.disabled || !e.isPrimary) return;
     const p = this.toImage(e);
-    if (this.pointers.size > 1 || this.pinch || this.disabled || !e.isPrimary || !p) return;
+    if (!p) return;
     const handle = e.target.closest('[data-handle]');
     const mark = e.target.closest('[data-i]');
     const i = mark ? Number(mark.dataset.i) : -1;
@@ -235,8 +236,9 @@ export class MarkingSurface {
       return;
     }
     const g = this.gesture;
+    if (!g || e.pointerId !== g.id) return;
     const p = this.toImage(e);
-    if (!g || e.pointerId !== g.id || !p) return;
+    if (!p) return;
     if (!g.moved && Math.hypot(e.clientX - g.sx, e.clientY - g.sy) >= DRAG) {
       g.moved = true;
       if (g.mode !== 'draw') this.remember();
