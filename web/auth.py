@@ -111,15 +111,6 @@ def volunteer_token(volunteer: Volunteer) -> str:
     return _signer().dumps([volunteer.id, volunteer.public_id])
 
 
-def signed_with_current_key(token: str) -> bool:
-    """Whether ``token`` verifies with ``SECRET_KEY`` itself, not only with one of the fallback keys."""
-    try:
-        URLSafeSerializer(current_app.secret_key, salt="volunteer").loads(token)
-    except BadSignature:
-        return False
-    return True
-
-
 def volunteer_id_from_token(token: str) -> int | None:
     try:
         value = _signer().loads(token)
@@ -157,8 +148,7 @@ def ensure_volunteer_cookie(response: Any) -> Any:
     if volunteer is None:
         volunteer = create_volunteer(db())
         db().commit()
-        set_volunteer_cookie(response, volunteer)
-    elif not signed_with_current_key(request.cookies.get(VOLUNTEER_COOKIE, "")):
+    if request.cookies.get(VOLUNTEER_COOKIE) != volunteer_token(volunteer):  # a token is the same each time
         set_volunteer_cookie(response, volunteer)
     return response
 
